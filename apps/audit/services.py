@@ -1,0 +1,82 @@
+from typing import Any
+
+from django.db import models
+from django.http import HttpRequest
+
+from apps.audit.models import AuditEvent
+from apps.common.broadcast import broadcast
+
+# Actions shown to the user as security events on the dashboard (and pushed live).
+SECURITY_ACTIONS = frozenset(
+    {
+        "user.signed_up",
+        "user.login",
+        "user.login_2fa",
+        "user.login_failed",
+        "user.logout",
+        "user.password_changed",
+        "user.password_reset",
+        "user.2fa_enabled",
+        "user.2fa_disabled",
+        "user.2fa_failed",
+        "user.backup_code_used",
+        "user.backup_codes_regenerated",
+        "user.locked",
+        "user.unlocked",
+        "user.2fa_reset_by_staff",
+        "token.created",
+        "token.revoked",
+    }
+)
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    if request is None:
+        return None
+    ip = request.META.get("REMOTE_ADDR")
+    return ip or None
+
+
+def audit_record(
+    *,
+    action: str,
+    actor: Any = None,
+    user: Any = None,
+    target: models.Model | None = None,
+    request: HttpRequest | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to the audit trail.
+
+    `user` defaults to `actor`. Security actions are also pushed (after commit) to the user's
+    open dashboards.
+    """
+    actor_obj = actor if getattr(actor, "is_authenticated", False) else None
+    subject = user if user is not None else actor_obj
+    event = AuditEvent(
+        action=action,
+        actor=actor_obj,
+        actor_email=getattr(actor_obj, "email", "") or "",
+        user=subject,
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        target_repr=str(target)[:200] if target is not None else "",
+        ip=client_ip(request),
+        user_agent=(request.headers.get("User-Agent", "")[:300] if request is not None else ""),
+        details=details or {},
+    )
+    event.save()
+    if subject is not None and action in SECURITY_ACTIONS:
+        broadcast(subject.pk, "security_event", security_event_payload(event))
+    return event
+
+
+def security_event_payload(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.pk,
+        "action": event.action,
+        "created_at": event.created_at,
+        "ip": event.ip,
+        "actor_email": event.actor_email,
+        "details": event.details,
+    }

@@ -1,0 +1,119 @@
+"""Live events to a user's open browser tabs and API websocket clients.
+
+`broadcast(user_id, event, data)` is the only way the platform pushes an event. It never sends
+inside a transaction: it registers the send with `transaction.on_commit`, so a rolled-back
+change is never announced and a client that reacts by reading the database finds the row.
+Outside a transaction the send happens at once.
+
+Every user has one Channels group, `user.<id>`; each connection of that user joins it and no
+other user's.
+
+Embedded mode uses Channels' in-memory layer. Its queues belong to the event loop of the ASGI
+server, and a `group_send` made from another thread with `async_to_sync` runs on a loop of its
+own, so the consumer is not woken until something else stirs its loop (seen: 4.8 s late). So
+when the server's loop is known (recorded by `LoopRecordingApp`) and we are on another thread,
+the send is handed to that loop with `run_coroutine_threadsafe` (seen: 0.7 ms). With Redis the
+layer is shared across processes and `async_to_sync` is correct.
+"""
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import Future
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+_server_loop_lock = threading.Lock()
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def set_server_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    global _server_loop
+    with _server_loop_lock:
+        _server_loop = loop
+
+
+def get_server_loop() -> asyncio.AbstractEventLoop | None:
+    loop = _server_loop
+    if loop is not None and loop.is_closed():
+        return None
+    return loop
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    # Decimals and datetimes become strings exactly as the API renders them.
+    result: dict[str, Any] = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    return result
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        logger.error("broadcast failed: %r", exc)
+
+
+def send_now(user_id: int, event: str, data: dict[str, Any]) -> None:
+    """Deliver at once to the user's group. Call `broadcast` instead unless you are already
+    running after commit."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "platform.event", "event": event, "data": _jsonable(data)}
+    group = user_group(user_id)
+    loop = get_server_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if loop is not None and running is loop:
+        # Already on the server's loop (an async view or consumer): schedule, don't block.
+        loop.create_task(layer.group_send(group, message))
+    elif loop is not None and layer.__class__.__name__ == "InMemoryChannelLayer":
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        future.add_done_callback(_log_failure)
+    else:
+        async_to_sync(layer.group_send)(group, message)
+
+
+def broadcast(user_id: int, event: str, data: dict[str, Any]) -> None:
+    """Send `event` with `data` to every open connection of `user_id`, after commit."""
+    transaction.on_commit(lambda: send_now(user_id, event, data))
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class LoopRecordingApp:
+    """ASGI wrapper that records the server's event loop and answers the lifespan protocol."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        if get_server_loop() is not loop:
+            set_server_loop(loop)
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    set_server_loop(None)
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await self.app(scope, receive, send)

@@ -1,0 +1,30 @@
+"""Seed the demo: an operator and two traders, each with a known password. Idempotent."""
+
+from typing import Any
+
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from apps.users.models import User
+from apps.users.seed import DEMO_USERS
+
+
+class Command(BaseCommand):
+    help = "Create the demo users (and, as later apps add them, demo data). Safe to run twice."
+
+    @transaction.atomic
+    def handle(self, *args: Any, **options: Any) -> None:
+        for spec in DEMO_USERS:
+            user, created = User.objects.get_or_create(
+                email=spec["email"],
+                defaults={k: v for k, v in spec.items() if k != "email"},
+            )
+            if created:
+                user.set_password(settings.DEMO_PASSWORD)
+                user.save(update_fields=["password"])
+            EmailAddress.objects.update_or_create(
+                user=user, email=user.email, defaults={"verified": True, "primary": True}
+            )
+        self.stdout.write("Demo users ready: " + ", ".join(u["email"] for u in DEMO_USERS))

@@ -1,0 +1,7 @@
+"""Demo accounts for `make run`."""
+
+DEMO_USERS = [
+    {"email": "admin@demo.local", "display_name": "Operator", "is_staff": True, "is_superuser": True},
+    {"email": "alice@demo.local", "display_name": "Alice (leader)"},
+    {"email": "bob@demo.local", "display_name": "Bob (follower)"},
+]

@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.common import views as common_views
+
+api_v1 = [
+    path("", include("apps.users.api_urls")),
+    # Last: any other /api/v1/ path is a JSON 404, in DEBUG too.
+    re_path(r"^.*$", common_views.api_not_found, name="not-found"),
+]
+
+urlpatterns = [
+    path("", include("apps.users.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("healthz", common_views.healthz, name="healthz"),
+    path("metrics", common_views.metrics, name="metrics"),
+]
+
+handler404 = "apps.common.views.not_found"
+handler500 = "apps.common.views.server_error"
