@@ -19,4 +19,6 @@ class UserFactory(factory.django.DjangoModelFactory):
         self.set_password(extracted or "correct-horse-battery-9")
         if create:
             self.save(update_fields=["password"])
-            EmailAddress.objects.get_or_create(user=self, email=self.email, defaults={"verified": True, "primary": True})
+            EmailAddress.objects.get_or_create(
+                user=self, email=self.email, defaults={"verified": True, "primary": True}
+            )

@@ -1,10 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.common import views as common_views
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.users.api_urls")),
     # Last: any other /api/v1/ path is a JSON 404, in DEBUG too.
     re_path(r"^.*$", common_views.api_not_found, name="not-found"),

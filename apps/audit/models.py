@@ -8,6 +8,19 @@ class AppendOnlyError(Exception):
     """Raised when code tries to change or delete an audit event."""
 
 
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """Bulk UPDATE and DELETE skip Model.save()/delete(), so they are refused here too."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError("Audit events cannot be changed.")
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        raise AppendOnlyError("Audit events cannot be changed.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("Audit events cannot be deleted.")
+
+
 class AuditEvent(models.Model):
     """One fact in the append-only audit trail.
 
@@ -42,6 +55,8 @@ class AuditEvent(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         db_table = "audit_event"

@@ -37,6 +37,14 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return ip or None
 
 
+def _target_id(target: models.Model | None) -> str:
+    # A model with a public id is named by it: an API token's pk is its 128-character digest,
+    # which neither fits target_id nor belongs in the trail.
+    if target is None:
+        return ""
+    return str(getattr(target, "public_id", None) or target.pk)
+
+
 def audit_record(
     *,
     action: str,
@@ -59,7 +67,7 @@ def audit_record(
         actor_email=getattr(actor_obj, "email", "") or "",
         user=subject,
         target_type=target._meta.label_lower if target is not None else "",
-        target_id=str(target.pk) if target is not None else "",
+        target_id=_target_id(target),
         target_repr=str(target)[:200] if target is not None else "",
         ip=client_ip(request),
         user_agent=(request.headers.get("User-Agent", "")[:300] if request is not None else ""),

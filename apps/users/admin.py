@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -50,20 +50,20 @@ class UserAdmin(DjangoUserAdmin):
             if user.pk == request.user.pk:
                 self.message_user(request, "You cannot lock yourself.", messages.ERROR)
                 continue
-            services.user_lock(actor=request.user, user=user, reason="locked by staff", request=request)
+            services.user_lock(actor=cast(User, request.user), user=user, reason="locked by staff", request=request)
             count += 1
         self.message_user(request, f"Locked {count} user(s).", messages.SUCCESS)
 
     @admin.action(description="Unlock selected users")
     def unlock_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            services.user_unlock(actor=request.user, user=user, request=request)
+            services.user_unlock(actor=cast(User, request.user), user=user, request=request)
         self.message_user(request, f"Unlocked {queryset.count()} user(s).", messages.SUCCESS)
 
     @admin.action(description="Reset two-factor authentication of selected users")
     def reset_two_factor(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
-            services.user_reset_two_factor(actor=request.user, user=user, request=request)
+            services.user_reset_two_factor(actor=cast(User, request.user), user=user, request=request)
         self.message_user(request, f"Reset 2FA of {queryset.count()} user(s).", messages.SUCCESS)
 
 

@@ -2,13 +2,13 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.errors import NotFound
 from apps.users import services
 from apps.users.models import ApiToken, User
+from apps.users.requests import AuthenticatedRequest
 from apps.users.selectors import api_token_get_for_user, api_token_list_for_user, user_has_second_factor
 
 
@@ -26,7 +26,7 @@ class MeSerializer(serializers.ModelSerializer[User]):
 
 class MeApi(APIView):
     @extend_schema(responses=MeSerializer)
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response(MeSerializer(request.user).data)
 
 
@@ -57,12 +57,12 @@ class ApiTokenCreatedSerializer(ApiTokenOutputSerializer):
 
 class ApiTokenListCreateApi(APIView):
     @extend_schema(responses=ApiTokenOutputSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         tokens = api_token_list_for_user(user=request.user)
         return Response(ApiTokenOutputSerializer(tokens, many=True).data)
 
     @extend_schema(request=ApiTokenCreateInputSerializer, responses={201: ApiTokenCreatedSerializer})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         serializer = ApiTokenCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         created = services.api_token_create(request=request._request, user=request.user, **serializer.validated_data)
@@ -72,13 +72,13 @@ class ApiTokenListCreateApi(APIView):
 
 class ApiTokenDetailApi(APIView):
     @extend_schema(responses=ApiTokenOutputSerializer)
-    def get(self, request: Request, public_id: str) -> Response:
+    def get(self, request: AuthenticatedRequest, public_id: str) -> Response:
         token = api_token_get_for_user(user=request.user, public_id=public_id)
         if token is None:
             raise NotFound("No such token.")
         return Response(ApiTokenOutputSerializer(token).data)
 
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, public_id: str) -> Response:
+    def delete(self, request: AuthenticatedRequest, public_id: str) -> Response:
         services.api_token_revoke(request=request._request, user=request.user, public_id=public_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

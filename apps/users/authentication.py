@@ -3,6 +3,8 @@
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.authentication import SessionScheme
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication
 from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication
@@ -37,3 +39,21 @@ class VerifiedSessionAuthentication(SessionAuthentication):
         if is_verified is not None and not is_verified() and user_has_second_factor(user=user):
             raise exceptions.PermissionDenied("Verify your second factor first.", code="second_factor_required")
         return result
+
+
+class ApiTokenScheme(KnoxTokenScheme):
+    """Describes ApiTokenAuthentication in the OpenAPI schema (`Authorization: Token <token>`).
+
+    drf-spectacular registers an extension when its class is defined; defining it beside the
+    authenticator guarantees that happens before any schema (or `check --deploy`) looks for it.
+    """
+
+    target_class = "apps.users.authentication.ApiTokenAuthentication"
+    name = "apiToken"
+
+
+class VerifiedSessionScheme(SessionScheme):
+    """Describes VerifiedSessionAuthentication in the OpenAPI schema (the session cookie)."""
+
+    target_class = "apps.users.authentication.VerifiedSessionAuthentication"
+    name = "cookieAuth"

@@ -30,7 +30,8 @@ class UserManager(BaseUserManager["User"]):
         return self._create_user(email, password, **extra)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+# django-stubs cannot see the reverse manager knox's abstract token declares (`auth_token_set`).
+class User(AbstractBaseUser, PermissionsMixin):  # type: ignore[django-manager-missing]
     """A person using the platform. The e-mail address is the login."""
 
     email = models.EmailField(unique=True)
@@ -45,7 +46,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: list[str] = []  # type: ignore[misc]  # stubs declare it a ClassVar
 
     class Meta:
         ordering = ["id"]

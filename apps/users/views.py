@@ -16,6 +16,7 @@ from apps.audit.selectors import security_event_list_for_user
 from apps.common.errors import ApplicationError
 from apps.users import services
 from apps.users.forms import CodeForm, TokenCreateForm
+from apps.users.requests import AuthenticatedHttpRequest
 from apps.users.second_factor import second_factor_is_fresh
 from apps.users.selectors import api_token_list_for_user, backup_codes_remaining, user_has_second_factor
 
@@ -37,7 +38,7 @@ def _qr_svg(data: str) -> str:
 
 
 @login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(
         request,
         "users/dashboard.html",
@@ -49,7 +50,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def two_factor_index(request: HttpRequest) -> HttpResponse:
+def two_factor_index(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(
         request,
         "users/two_factor_index.html",
@@ -63,7 +64,7 @@ def two_factor_index(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def two_factor_setup(request: HttpRequest) -> HttpResponse:
+def two_factor_setup(request: AuthenticatedHttpRequest) -> HttpResponse:
     user = request.user
     if user_has_second_factor(user=user):
         messages.info(request, "Two-factor authentication is already on.")
@@ -85,7 +86,8 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
                     "next": _safe_next(request, ""),
                 },
             )
-    if device is None or request.method == "GET":
+    if device is None:
+        # Reuse a pending device on reload, so a key already scanned keeps working.
         device = services.two_factor_setup_begin(user=user)
     secret = base64.b32encode(device.bin_key).decode().rstrip("=")
     return render(
@@ -101,7 +103,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def two_factor_verify(request: HttpRequest) -> HttpResponse:
+def two_factor_verify(request: AuthenticatedHttpRequest) -> HttpResponse:
     user = request.user
     next_url = _safe_next(request, "/")
     if not user_has_second_factor(user=user):
@@ -123,7 +125,7 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def two_factor_disable(request: HttpRequest) -> HttpResponse:
+def two_factor_disable(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = CodeForm(request.POST)
     if form.is_valid():
         try:
@@ -139,7 +141,7 @@ def two_factor_disable(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def backup_codes_regenerate(request: HttpRequest) -> HttpResponse:
+def backup_codes_regenerate(request: AuthenticatedHttpRequest) -> HttpResponse:
     try:
         codes = services.backup_codes_regenerate(request=request, user=request.user)
     except ApplicationError as exc:
@@ -149,7 +151,7 @@ def backup_codes_regenerate(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = TokenCreateForm(request.POST or None)
     created = None
     status = 200
@@ -186,7 +188,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_revoke(request: HttpRequest, public_id: str) -> HttpResponse:
+def token_revoke(request: AuthenticatedHttpRequest, public_id: str) -> HttpResponse:
     try:
         services.api_token_revoke(request=request, user=request.user, public_id=public_id)
     except ApplicationError as exc:
