@@ -23,7 +23,7 @@ QUEUES = ["default", "ticks", "orders", "backtests", "ml"]
 def _worker_class(app: Celery) -> type:
     base: Any = app.WorkController
 
-    class EmbeddedWorker(base):  # type: ignore[misc, valid-type]
+    class EmbeddedWorker(base):
         """A WorkController that says when its consumer is ready."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -81,10 +81,29 @@ class EmbeddedCelery:
             self.beat.stop()
         if self._thread is not None:
             # The worker's loop watches this flag; 0 means "stop after the running tasks".
-            state.should_terminate = 0
+            state.should_terminate = 0  # type: ignore[assignment]  # the stubs say None only
             self._thread.join(timeout)
             state.should_terminate = None
         logger.info("embedded Celery stopped")
+
+
+def server_config(*, host: str, port: int, log_level: str = "info") -> Any:
+    """uvicorn's settings for the platform; `serve` and the live tests use the same ones.
+
+    Lifespan must be on: `LoopRecordingApp` records the server's loop at startup, which is where
+    worker threads send live events (apps.common.broadcast). uvicorn's older "websockets"
+    protocol is deprecated; "websockets-sansio" is its replacement over the same library.
+    """
+    import uvicorn
+
+    return uvicorn.Config(
+        "tradingplatform.asgi:application",
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level=log_level,
+        ws="websockets-sansio",
+    )
 
 
 def serve(*, host: str, port: int, reload: bool = False) -> None:
@@ -96,14 +115,6 @@ def serve(*, host: str, port: int, reload: bool = False) -> None:
     celery = EmbeddedCelery(app=app)
     celery.start()
     try:
-        config = uvicorn.Config(
-            "tradingplatform.asgi:application",
-            host=host,
-            port=port,
-            lifespan="on",
-            log_level="info",
-            ws="websockets",
-        )
-        uvicorn.Server(config).run()
+        uvicorn.Server(server_config(host=host, port=port)).run()
     finally:
         celery.stop()

@@ -20,12 +20,12 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from concurrent.futures import Future
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
@@ -58,31 +58,55 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _log_failure(future: Future[Any]) -> None:
+_pending: set["asyncio.Task[None] | Future[None]"] = set()
+
+
+def _forget(future: "asyncio.Task[None] | Future[None]") -> None:
+    _pending.discard(future)
+    if future.cancelled():
+        return
     exc = future.exception()
     if exc is not None:
         logger.error("broadcast failed: %r", exc)
 
 
+def _schedule(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> None:
+    # The event loop keeps only weak references to tasks: hold one until the send is done.
+    task = loop.create_task(coro)
+    _pending.add(task)
+    task.add_done_callback(_forget)
+
+
+def _is_in_memory(layer: Any) -> bool:
+    return isinstance(layer, InMemoryChannelLayer)
+
+
 def send_now(user_id: int, event: str, data: dict[str, Any]) -> None:
     """Deliver at once to the user's group. Call `broadcast` instead unless you are already
-    running after commit."""
+    running after commit. Never blocks an event loop; from a plain thread it returns once the
+    send is handed over (in-memory layer) or done (Redis)."""
+    send_to_group_now(user_group(user_id), event, data)
+
+
+def send_to_group_now(group: str, event: str, data: dict[str, Any]) -> None:
+    """Deliver at once to a named group (see `send_now`)."""
     layer = get_channel_layer()
     if layer is None:
         return
     message = {"type": "platform.event", "event": event, "data": _jsonable(data)}
-    group = user_group(user_id)
-    loop = get_server_loop()
+    server_loop = get_server_loop()
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
         running = None
-    if loop is not None and running is loop:
-        # Already on the server's loop (an async view or consumer): schedule, don't block.
-        loop.create_task(layer.group_send(group, message))
-    elif loop is not None and layer.__class__.__name__ == "InMemoryChannelLayer":
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
-        future.add_done_callback(_log_failure)
+    if _is_in_memory(layer) and server_loop is not None and running is not server_loop:
+        # The in-memory layer's queues live on the server's loop; only that loop may touch them.
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), server_loop)
+        _pending.add(future)
+        future.add_done_callback(_forget)
+    elif running is not None:
+        # Inside an event loop (an async view or consumer): schedule, don't block it.
+        _schedule(running, layer.group_send(group, message))
     else:
         async_to_sync(layer.group_send)(group, message)
 
@@ -90,6 +114,12 @@ def send_now(user_id: int, event: str, data: dict[str, Any]) -> None:
 def broadcast(user_id: int, event: str, data: dict[str, Any]) -> None:
     """Send `event` with `data` to every open connection of `user_id`, after commit."""
     transaction.on_commit(lambda: send_now(user_id, event, data))
+
+
+def group_send(group: str, event: str, data: dict[str, Any]) -> None:
+    """Send `event` with `data` to every connection subscribed to a public stream's group
+    (see apps.common.streams), after commit. Never use it for one user's private data."""
+    transaction.on_commit(lambda: send_to_group_now(group, event, data))
 
 
 Scope = MutableMapping[str, Any]

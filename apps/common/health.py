@@ -50,7 +50,8 @@ def check_broker() -> Check:
 
     try:
         with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
+            # One quick retry, not kombu's default 2 s back-off: a probe must answer promptly.
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
     except Exception as exc:
         return Check("broker", False, f"redis: {type(exc).__name__}: {exc}"[:200])
     return Check("broker", True, "redis")

@@ -1,0 +1,260 @@
+"""The /ws/ socket: who may connect (RELIABILITY 37) and whose events each connection gets.
+
+Run against the real ASGI application (origin check, session or token auth, the consumer) with
+Channels' communicator; the layer is whichever the mode configures (in-memory or Redis).
+"""
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import Client
+
+from apps.common.broadcast import broadcast
+from apps.users.models import ApiToken
+from tests.common.live_db import close_thread_connections, transactional_db
+from tests.common.ws_communicator import WebsocketCommunicator
+from tradingplatform.asgi import application
+
+pytestmark = transactional_db()
+
+RECEIVE_TIMEOUT = 2.0
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def session_cookie(user: Any, *, verified_device: Any = None) -> bytes:
+    """A `Cookie:` header value for a fresh session of `user` (verified with `verified_device`)."""
+    client = Client()
+    client.force_login(user)
+    if verified_device is not None:
+        from django_otp import DEVICE_ID_SESSION_KEY
+
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = verified_device.persistent_id
+        session.save()
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def browser_headers(cookie: bytes | None, origin: bytes | None = b"http://testserver") -> Headers:
+    headers: Headers = [(b"host", b"testserver")]
+    if origin is not None:
+        headers.append((b"origin", origin))
+    if cookie is not None:
+        headers.append((b"cookie", cookie))
+    return headers
+
+
+@pytest.fixture
+async def open_sockets() -> AsyncIterator[Callable[[Headers], Any]]:
+    """Opens communicators and disconnects whatever is still open at the end."""
+    opened: list[WebsocketCommunicator] = []
+
+    async def _open(headers: Headers) -> WebsocketCommunicator:
+        communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
+        opened.append(communicator)
+        return communicator
+
+    yield _open
+    for communicator in opened:
+        # A socket the server already closed has nothing left to clean up.
+        with contextlib.suppress(Exception):
+            await communicator.disconnect()
+    # The consumer's queries ran in asgiref's executor thread; close its connection there.
+    await sync_to_async(close_thread_connections)()
+
+
+async def expect_close(communicator: WebsocketCommunicator) -> int:
+    message = await communicator.receive_output(RECEIVE_TIMEOUT)
+    assert message["type"] == "websocket.close", message
+    return int(message.get("code", 1000))
+
+
+@pytest.mark.parametrize("origin", [b"http://testserver", b"http://127.0.0.1:8000", b"http://127.0.0.1"])
+async def test_ws_session_with_allowed_origin_gets_hello(alice: Any, open_sockets: Any, origin: bytes) -> None:
+    # given
+    cookie = await sync_to_async(session_cookie)(alice)
+    socket = await open_sockets(browser_headers(cookie, origin=origin))
+    # when
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+    # then
+    assert connected is True
+    assert await socket.receive_json_from(RECEIVE_TIMEOUT) == {"event": "hello", "data": {"user": alice.email}}
+
+
+async def test_ws_foreign_origin_is_refused(alice: Any, open_sockets: Any) -> None:
+    cookie = await sync_to_async(session_cookie)(alice)
+    socket = await open_sockets(browser_headers(cookie, origin=b"https://evil.example"))
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is False
+    assert await socket.receive_nothing()
+
+
+async def test_ws_lookalike_origin_is_refused(alice: Any, open_sockets: Any) -> None:
+    cookie = await sync_to_async(session_cookie)(alice)
+    socket = await open_sockets(browser_headers(cookie, origin=b"http://testserver.evil.example"))
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is False
+
+
+async def test_ws_session_without_origin_is_refused(alice: Any, open_sockets: Any) -> None:
+    cookie = await sync_to_async(session_cookie)(alice)
+    socket = await open_sockets(browser_headers(cookie, origin=None))
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is False
+
+
+async def test_ws_no_session_is_accepted_then_closed_4401(db: Any, open_sockets: Any) -> None:
+    socket = await open_sockets(browser_headers(None))
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is True
+    assert await expect_close(socket) == 4401
+
+
+async def test_ws_unknown_session_cookie_is_closed_4401(db: Any, open_sockets: Any) -> None:
+    socket = await open_sockets(browser_headers(b"sessionid=not-a-real-session"))
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is True
+    assert await expect_close(socket) == 4401
+
+
+async def test_ws_session_pending_second_factor_is_closed_4403(alice: Any, enable_2fa: Any, open_sockets: Any) -> None:
+    # given: alice has a device but this session has not passed it
+    await sync_to_async(enable_2fa)(alice)
+    cookie = await sync_to_async(session_cookie)(alice)
+    socket = await open_sockets(browser_headers(cookie))
+    # when
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+    # then: accepted so the browser learns why, closed before any event
+    assert connected is True
+    assert await expect_close(socket) == 4403
+
+
+async def test_ws_session_verified_second_factor_gets_hello(alice: Any, enable_2fa: Any, open_sockets: Any) -> None:
+    device = await sync_to_async(enable_2fa)(alice)
+    cookie = await sync_to_async(session_cookie)(alice, verified_device=device)
+    socket = await open_sockets(browser_headers(cookie))
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is True
+    assert (await socket.receive_json_from(RECEIVE_TIMEOUT))["event"] == "hello"
+
+
+async def test_ws_token_header_connects_without_origin(alice: Any, open_sockets: Any) -> None:
+    _, plaintext = await sync_to_async(ApiToken.objects.create)(user=alice, expiry=None, name="t")
+    socket = await open_sockets([(b"authorization", f"Token {plaintext}".encode())])
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is True
+    assert await socket.receive_json_from(RECEIVE_TIMEOUT) == {"event": "hello", "data": {"user": alice.email}}
+
+
+async def test_ws_token_header_ignores_foreign_origin_but_not_the_token(alice: Any, open_sockets: Any) -> None:
+    # A token is not an ambient credential: a page elsewhere cannot make the browser send it.
+    _, plaintext = await sync_to_async(ApiToken.objects.create)(user=alice, expiry=None, name="t")
+    socket = await open_sockets(
+        [(b"origin", b"https://evil.example"), (b"authorization", f"Token {plaintext}".encode())]
+    )
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is True
+    assert (await socket.receive_json_from(RECEIVE_TIMEOUT))["data"] == {"user": alice.email}
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [b"Token tp_not-a-real-token", b"Token ", b"Bearer something", b"Token a b"],
+)
+async def test_ws_invalid_token_is_closed_4401(db: Any, open_sockets: Any, authorization: bytes) -> None:
+    socket = await open_sockets([(b"authorization", authorization)])
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is True
+    assert await expect_close(socket) == 4401
+
+
+async def test_ws_expired_token_is_closed_4401(alice: Any, open_sockets: Any) -> None:
+    from datetime import timedelta
+
+    _, plaintext = await sync_to_async(ApiToken.objects.create)(user=alice, expiry=timedelta(seconds=-1), name="t")
+    socket = await open_sockets([(b"authorization", f"Token {plaintext}".encode())])
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is True
+    assert await expect_close(socket) == 4401
+
+
+async def test_ws_broadcast_reaches_every_connection_of_its_user_only(alice: Any, bob: Any, open_sockets: Any) -> None:
+    # given: alice in two tabs (session) and a bot (token); bob in one tab
+    alice_cookie = await sync_to_async(session_cookie)(alice)
+    bob_cookie = await sync_to_async(session_cookie)(bob)
+    _, alice_token = await sync_to_async(ApiToken.objects.create)(user=alice, expiry=None, name="bot")
+    alice_tab = await open_sockets(browser_headers(alice_cookie))
+    alice_bot = await open_sockets([(b"authorization", f"Token {alice_token}".encode())])
+    bob_tab = await open_sockets(browser_headers(bob_cookie))
+    for socket in (alice_tab, alice_bot, bob_tab):
+        assert (await socket.connect(RECEIVE_TIMEOUT))[0] is True
+        assert (await socket.receive_json_from(RECEIVE_TIMEOUT))["event"] == "hello"
+    # when: from a thread, as a service would (outside a transaction: sent at once)
+    await sync_to_async(broadcast)(alice.pk, "order.filled", {"order": 7, "qty": "1.5"})
+    # then
+    expected = {"event": "order.filled", "data": {"order": 7, "qty": "1.5"}}
+    assert await alice_tab.receive_json_from(RECEIVE_TIMEOUT) == expected
+    assert await alice_bot.receive_json_from(RECEIVE_TIMEOUT) == expected
+    assert await bob_tab.receive_nothing(timeout=0.3)
+
+
+async def test_ws_bob_receives_his_own_events_not_alices(alice: Any, bob: Any, open_sockets: Any) -> None:
+    bob_cookie = await sync_to_async(session_cookie)(bob)
+    bob_tab = await open_sockets(browser_headers(bob_cookie))
+    assert (await bob_tab.connect(RECEIVE_TIMEOUT))[0] is True
+    await bob_tab.receive_json_from(RECEIVE_TIMEOUT)
+
+    await sync_to_async(broadcast)(alice.pk, "security_event", {"action": "user.login"})
+    await sync_to_async(broadcast)(bob.pk, "security_event", {"action": "token.created"})
+
+    assert await bob_tab.receive_json_from(RECEIVE_TIMEOUT) == {
+        "event": "security_event",
+        "data": {"action": "token.created"},
+    }
+    assert await bob_tab.receive_nothing(timeout=0.3)
+
+
+async def test_ws_session_ended_event_closes_the_socket(alice: Any, open_sockets: Any) -> None:
+    cookie = await sync_to_async(session_cookie)(alice)
+    socket = await open_sockets(browser_headers(cookie))
+    assert (await socket.connect(RECEIVE_TIMEOUT))[0] is True
+    await socket.receive_json_from(RECEIVE_TIMEOUT)
+
+    await sync_to_async(broadcast)(alice.pk, "session.ended", {})
+
+    assert await socket.receive_json_from(RECEIVE_TIMEOUT) == {"event": "session.ended", "data": {}}
+    assert await expect_close(socket) == 4401
+
+
+async def test_ws_ping_gets_pong(alice: Any, open_sockets: Any) -> None:
+    _, plaintext = await sync_to_async(ApiToken.objects.create)(user=alice, expiry=None, name="t")
+    socket = await open_sockets([(b"authorization", f"Token {plaintext}".encode())])
+    assert (await socket.connect(RECEIVE_TIMEOUT))[0] is True
+    await socket.receive_json_from(RECEIVE_TIMEOUT)
+
+    await socket.send_json_to({"type": "ping"})
+
+    assert await socket.receive_json_from(RECEIVE_TIMEOUT) == {"event": "pong", "data": {}}
