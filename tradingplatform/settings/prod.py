@@ -1,11 +1,29 @@
-"""Production: PostgreSQL, Redis, HTTPS behind a proxy. Every secret comes from the environment."""
+"""Production: PostgreSQL, Redis, HTTPS behind a proxy. Every secret comes from the environment.
+
+Required: SECRET_KEY, ALLOWED_HOSTS (no "*") and REDIS_URL (the web, worker and beat processes
+are separate, so the in-memory broker and layer of embedded mode cannot work). A missing one
+stops the process at start with django-environ's ImproperlyConfigured naming the variable.
+The TLS-terminating proxy in front must set X-Forwarded-Proto.
+"""
+
+from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import REDIS_URL, env
 
 DEBUG = False
 SECRET_KEY = env("SECRET_KEY")
+if not SECRET_KEY.strip():
+    # `SECRET_KEY=` left empty in .env reaches us as "", which django-environ accepts.
+    raise ImproperlyConfigured("Set the SECRET_KEY environment variable (it is empty).")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+if not ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must list the site's host names; '*' is refused in production.")
+if not REDIS_URL:
+    raise ImproperlyConfigured(
+        "Set the REDIS_URL environment variable: production runs web, worker and beat as separate "
+        "processes, which share the Celery broker, the cache and the Channels layer through Redis."
+    )
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
