@@ -21,8 +21,10 @@ $(STAMP): requirements/dev.txt requirements/base.txt | $(BIN)/python
 install: $(STAMP)
 
 ## Set everything up and start the platform in embedded mode (SQLite, in-memory broker).
+## Demo candles come from ../shared/data/ohlcv when it exists, else they are generated.
+DEMO_CANDLES_DIR ?= $(wildcard ../shared/data/ohlcv)
 run: install
-	env -u REDIS_URL $(BIN)/python manage.py run_embedded --host $(HOST) --port $(PORT)
+	env -u REDIS_URL DEMO_CANDLES_DIR=$(DEMO_CANDLES_DIR) $(BIN)/python manage.py run_embedded --host $(HOST) --port $(PORT)
 
 ## Run the whole suite (against DATABASE_URL / REDIS_URL when set, else embedded).
 test: install

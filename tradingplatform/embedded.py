@@ -72,6 +72,11 @@ class EmbeddedCelery:
                 self.app, thread=True, scheduler_cls=self.app.conf.beat_scheduler, max_interval=5
             )
             self.beat.start()
+            # Beat sends the first heartbeat only after its interval; send one now so /healthz
+            # reports the worker as soon as it is up.
+            from apps.common.tasks import worker_heartbeat
+
+            worker_heartbeat.delay()
         logger.info("embedded Celery worker%s running", " and beat" if self.with_beat else "")
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -6,12 +6,14 @@ from apps.common import views as common_views
 
 api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.users.api_urls")),
+    path("", include("apps.marketdata.api_urls")),
     # Last: any other /api/v1/ path is a JSON 404, in DEBUG too.
     re_path(r"^.*$", common_views.api_not_found, name="not-found"),
 ]
 
 urlpatterns = [
     path("", include("apps.users.urls")),
+    path("markets/", include("apps.marketdata.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),

@@ -1,7 +1,9 @@
-// One websocket per page to /ws/, reconnecting with backoff. Pages subscribe with
-// Live.on("event_name", fn). The server only ever sends this user's own events.
+// One websocket per page to /ws/, reconnecting with backoff. Pages listen with
+// Live.on("event_name", fn) and join public streams with Live.subscribe({stream, ...}), which is
+// sent again after every reconnect. Private events are only ever this user's own.
 (function () {
   const handlers = {};
+  const subscriptions = [];
   let socket = null;
   let delay = 500;
   function setStatus(state, text) {
@@ -11,7 +13,11 @@
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}/ws/`);
-    socket.onopen = () => { delay = 500; setStatus("live", "live"); };
+    socket.onopen = () => {
+      delay = 500;
+      setStatus("live", "live");
+      subscriptions.forEach((msg) => socket.send(JSON.stringify(msg)));
+    };
     socket.onmessage = (msg) => {
       const { event, data } = JSON.parse(msg.data);
       (handlers[event] || []).forEach((fn) => fn(data));
@@ -24,6 +30,13 @@
       delay = Math.min(delay * 2, 10000);
     };
   }
-  window.Live = { on(event, fn) { (handlers[event] = handlers[event] || []).push(fn); } };
+  window.Live = {
+    on(event, fn) { (handlers[event] = handlers[event] || []).push(fn); },
+    subscribe(params) {
+      const msg = { ...params, type: "subscribe" };
+      subscriptions.push(msg);
+      if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(msg));
+    },
+  };
   document.addEventListener("DOMContentLoaded", connect);
 })();

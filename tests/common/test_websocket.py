@@ -4,8 +4,6 @@ Run against the real ASGI application (origin check, session or token auth, the 
 Channels' communicator; the layer is whichever the mode configures (in-memory or Redis).
 """
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -14,9 +12,8 @@ from django.test import Client
 
 from apps.common.broadcast import broadcast
 from apps.users.models import ApiToken
-from tests.common.live_db import close_thread_connections, transactional_db
+from tests.common.live_db import transactional_db
 from tests.common.ws_communicator import WebsocketCommunicator
-from tradingplatform.asgi import application
 
 pytestmark = transactional_db()
 
@@ -45,25 +42,6 @@ def browser_headers(cookie: bytes | None, origin: bytes | None = b"http://testse
     if cookie is not None:
         headers.append((b"cookie", cookie))
     return headers
-
-
-@pytest.fixture
-async def open_sockets() -> AsyncIterator[Callable[[Headers], Any]]:
-    """Opens communicators and disconnects whatever is still open at the end."""
-    opened: list[WebsocketCommunicator] = []
-
-    async def _open(headers: Headers) -> WebsocketCommunicator:
-        communicator = WebsocketCommunicator(application, "/ws/", headers=headers)
-        opened.append(communicator)
-        return communicator
-
-    yield _open
-    for communicator in opened:
-        # A socket the server already closed has nothing left to clean up.
-        with contextlib.suppress(Exception):
-            await communicator.disconnect()
-    # The consumer's queries ran in asgiref's executor thread; close its connection there.
-    await sync_to_async(close_thread_connections)()
 
 
 async def expect_close(communicator: WebsocketCommunicator) -> int:

@@ -8,6 +8,7 @@ DATABASE_URL defaults to a SQLite file in the project folder.
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -44,6 +45,7 @@ INSTALLED_APPS = [
     "apps.common",
     "apps.audit",
     "apps.users",
+    "apps.marketdata",
 ]
 
 MIDDLEWARE = [
@@ -104,6 +106,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env("REDIS_URL", default="")
 EMBEDDED = not REDIS_URL
 
+CACHES: dict[str, dict[str, Any]]
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if EMBEDDED:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -144,7 +148,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # A late-acked message is redelivered after the visibility timeout; it must outlast the
 # longest task so a running task is not handed to a second worker (RELIABILITY C3).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {"visibility_timeout": 3600}
 if EMBEDDED:
     # The in-memory transport is polled; poll often so a tick or an event is not held back.
     CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 0.05
@@ -156,8 +160,22 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=15),
         "options": {"expires": 14},
     },
+    # Market data: new closed bars of live series, and replays advanced by the bars due.
+    "marketdata-candles-poll": {
+        "task": "apps.marketdata.tasks.candles_poll",
+        "schedule": timedelta(seconds=env.int("MARKETDATA_POLL_SECONDS", default=30)),
+        "options": {"expires": 25},
+    },
+    "marketdata-replay-step": {
+        "task": "apps.marketdata.tasks.replay_step",
+        "schedule": timedelta(seconds=1),
+        "options": {"expires": 5},
+    },
 }
 HEARTBEAT_MAX_AGE_SECONDS = 60
+# Per ccxt exchange id: extra ccxt config for market data (options, rateLimit, ...), and
+# "api_url" to send the venue's API host elsewhere (a proxy, a testnet). JSON in the environment.
+MARKETDATA_CCXT_CONFIG: dict[str, dict[str, Any]] = env.json("MARKETDATA_CCXT_CONFIG", default={})
 
 # --- Auth, allauth, 2FA -----------------------------------------------------------------------
 AUTH_USER_MODEL = "users.User"
@@ -185,7 +203,8 @@ ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_SESSION_REMEMBER = None
 ACCOUNT_RATE_LIMITS = {
-    # Failed logins per address and per IP; allauth answers 429 past these.
+    # Failed logins per address and per IP: past these the login form refuses with "Too many
+    # failed login attempts" (allauth's default of 30 login posts a minute per IP answers 429).
     "login_failed": "10/m/ip,5/5m/key",
 }
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Trading platform] "
@@ -278,3 +297,8 @@ LOGGING = {
 
 PLATFORM_NAME = "Trading platform"
 DEMO_PASSWORD = env("DEMO_PASSWORD", default="demo-password-1")
+# Demo candles for `make run` (apps.marketdata.demo): live from the exchange's public OHLCV endpoint
+# when DEMO_FETCH_LIVE (off by default: it needs the internet), else the files of DEMO_CANDLES_DIR
+# (the Makefile points it at ../shared/data/ohlcv when that exists), else generated ("synthetic").
+DEMO_CANDLES_DIR = env("DEMO_CANDLES_DIR", default="")
+DEMO_FETCH_LIVE = env.bool("DEMO_FETCH_LIVE", default=False)

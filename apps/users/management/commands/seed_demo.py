@@ -28,3 +28,7 @@ class Command(BaseCommand):
                 user=user, email=user.email, defaults={"verified": True, "primary": True}
             )
         self.stdout.write("Demo users ready: " + ", ".join(u["email"] for u in DEMO_USERS))
+
+        from apps.marketdata.demo import demo_seed
+
+        demo_seed(log=self.stdout.write)
