@@ -5,12 +5,15 @@ written to the cache within HEARTBEAT_MAX_AGE_SECONDS: that one fact covers beat
 and a worker together.
 """
 
+import logging
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_KEY = "platform:worker-heartbeat"
 
@@ -28,7 +31,8 @@ def check_database() -> Check:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # any driver error means "down"; the detail says which
-        return Check("database", False, f"{type(exc).__name__}: {exc}".strip()[:200])
+        logger.warning("healthz: database check failed: %s", exc)
+        return Check("database", False, type(exc).__name__)
     return Check("database", True, connection.vendor)
 
 
@@ -39,7 +43,8 @@ def check_cache() -> Check:
         if cache.get("platform:healthz") != "1":
             return Check("cache", False, f"{backend}: value not read back")
     except Exception as exc:
-        return Check("cache", False, f"{backend}: {type(exc).__name__}: {exc}"[:200])
+        logger.warning("healthz: cache check failed: %s", exc)
+        return Check("cache", False, f"{backend}: {type(exc).__name__}")
     return Check("cache", True, backend)
 
 
@@ -53,7 +58,8 @@ def check_broker() -> Check:
             # One quick retry, not kombu's default 2 s back-off: a probe must answer promptly.
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
     except Exception as exc:
-        return Check("broker", False, f"redis: {type(exc).__name__}: {exc}"[:200])
+        logger.warning("healthz: broker check failed: %s", exc)
+        return Check("broker", False, f"redis: {type(exc).__name__}")
     return Check("broker", True, "redis")
 
 

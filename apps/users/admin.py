@@ -43,7 +43,9 @@ class UserAdmin(DjangoUserAdmin):
     def has_2fa(self, obj: Any) -> bool:
         return bool(getattr(obj, "_has_2fa", False))
 
-    @admin.action(description="Lock selected users (no login, sessions and tokens stop working)")
+    @admin.action(
+        description="Lock selected users (no login, sessions and tokens stop working)", permissions=["change"]
+    )
     def lock_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         count = 0
         for user in queryset:
@@ -54,13 +56,13 @@ class UserAdmin(DjangoUserAdmin):
             count += 1
         self.message_user(request, f"Locked {count} user(s).", messages.SUCCESS)
 
-    @admin.action(description="Unlock selected users")
+    @admin.action(description="Unlock selected users", permissions=["change"])
     def unlock_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             services.user_unlock(actor=cast(User, request.user), user=user, request=request)
         self.message_user(request, f"Unlocked {queryset.count()} user(s).", messages.SUCCESS)
 
-    @admin.action(description="Reset two-factor authentication of selected users")
+    @admin.action(description="Reset two-factor authentication of selected users", permissions=["change"])
     def reset_two_factor(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             services.user_reset_two_factor(actor=cast(User, request.user), user=user, request=request)

@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.common.broadcast import user_group
 from apps.common.streams import StreamRefused, resolve_stream
-from apps.users.ws_auth import WS_UNAUTHENTICATED
+from apps.users.ws_auth import WS_UNAUTHENTICATED, session_fingerprint
 
 MAX_SUBSCRIPTIONS = 20
 
@@ -80,7 +80,22 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def _error(self, code: str, message: str) -> None:
         await self.send_json({"event": "error", "data": {"code": code, "message": message}})
 
+    def _is_ended_by(self, data: dict[str, Any]) -> bool:
+        """A `session.ended` event names what ended: a token, a session, or (nothing) all of the
+        user's connections (the account was locked)."""
+        if "token" in data:
+            return bool(self.scope.get("api_token_id") == data["token"])
+        if "session" in data:
+            session = self.scope.get("session")
+            key = getattr(session, "session_key", None)
+            return self.scope.get("auth_method") == "session" and session_fingerprint(key) == data["session"]
+        return True
+
     async def platform_event(self, message: dict[str, Any]) -> None:
-        await self.send_json({"event": message["event"], "data": message["data"]})
         if message["event"] == "session.ended":
-            await self.close(code=WS_UNAUTHENTICATED)
+            if self._is_ended_by(message["data"]):
+                data = {k: v for k, v in message["data"].items() if k not in {"session", "token"}}
+                await self.send_json({"event": "session.ended", "data": data})
+                await self.close(code=WS_UNAUTHENTICATED)
+            return
+        await self.send_json({"event": message["event"], "data": message["data"]})

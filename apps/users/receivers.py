@@ -11,7 +11,9 @@ from django.contrib.auth import signals as auth_signals
 from django.http import HttpRequest
 
 from apps.audit.services import audit_record
+from apps.common.broadcast import broadcast
 from apps.users.models import User
+from apps.users.ws_auth import session_fingerprint
 
 
 def _on_login(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -> None:
@@ -21,6 +23,9 @@ def _on_login(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -> N
 def _on_logout(sender: Any, request: HttpRequest, user: User | None, **kwargs: Any) -> None:
     if user is not None:
         audit_record(action="user.logout", actor=user, request=request)
+        # The session is about to be flushed: close the websockets that were opened with it.
+        key = getattr(getattr(request, "session", None), "session_key", None)
+        broadcast(user.pk, "session.ended", {"reason": "logged_out", "session": session_fingerprint(key)})
 
 
 def _on_login_failed(

@@ -71,7 +71,7 @@ def two_factor_setup_confirm(*, request: HttpRequest, user: User, token: str) ->
 
 @transaction.atomic
 def backup_codes_regenerate(*, request: HttpRequest, user: User) -> list[str]:
-    if not second_factor_is_fresh(request):
+    if not second_factor_is_fresh(request, user):
         raise ReauthenticationRequired("Confirm with a current code first.")
     codes = _backup_codes_create(user=user)
     audit_record(action="user.backup_codes_regenerated", actor=user, request=request)
@@ -150,7 +150,7 @@ class CreatedToken:
 def api_token_create(*, request: HttpRequest, user: User, name: str, ttl_days: int | None = None) -> CreatedToken:
     """Create a personal API token. Needs a second factor verified in this session within
     SECOND_FACTOR_FRESH_SECONDS; the plaintext is returned once and never stored."""
-    if not second_factor_is_fresh(request):
+    if not second_factor_is_fresh(request, user):
         raise ReauthenticationRequired(
             "Creating an API token needs two-factor authentication verified in the last "
             f"{settings.SECOND_FACTOR_FRESH_SECONDS // 60} minutes. "
@@ -190,6 +190,8 @@ def api_token_revoke(*, request: HttpRequest | None, user: User, public_id: str)
     details = {"name": token.name, "token_key": token.token_key}
     token.delete()
     audit_record(action="token.revoked", actor=user, request=request, details=details)
+    # A connection opened with this token must not outlive it.
+    broadcast(user.pk, "session.ended", {"reason": "token_revoked", "token": str(public_id)})
 
 
 # --- operators ---------------------------------------------------------------------------------

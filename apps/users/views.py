@@ -57,7 +57,7 @@ def two_factor_index(request: AuthenticatedHttpRequest) -> HttpResponse:
         {
             "has_2fa": user_has_second_factor(user=request.user),
             "backup_left": backup_codes_remaining(user=request.user),
-            "is_fresh": second_factor_is_fresh(request),
+            "is_fresh": second_factor_is_fresh(request, request.user),
             "form": CodeForm(),
         },
     )
@@ -178,7 +178,7 @@ def tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
             "form": form,
             "created": created,
             "tokens": api_token_list_for_user(user=request.user),
-            "is_fresh": second_factor_is_fresh(request),
+            "is_fresh": second_factor_is_fresh(request, request.user),
             "has_2fa": user_has_second_factor(user=request.user),
             "code_form": CodeForm(),
         },

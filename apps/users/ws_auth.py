@@ -8,6 +8,7 @@
 - A session whose user has a second factor but has not passed it counts as not signed in.
 """
 
+import hashlib
 from typing import Any
 
 from channels.auth import AuthMiddlewareStack
@@ -32,17 +33,17 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
 
 
 @database_sync_to_async
-def _user_for_token(raw: str) -> Any:
+def _user_for_token(raw: str) -> tuple[Any, str | None]:
     try:
-        user, _ = ApiTokenAuthentication().authenticate_credentials(raw.encode())
+        user, token = ApiTokenAuthentication().authenticate_credentials(raw.encode())
     except exceptions.AuthenticationFailed:
-        return None
-    return user
+        return None, None
+    return user, str(token.public_id)
 
 
 @database_sync_to_async
 def _second_factor_pending(user: Any, session: Any) -> bool:
-    return bool(user.is_authenticated and not session_is_verified(session) and user_has_second_factor(user=user))
+    return bool(user.is_authenticated and not session_is_verified(session, user) and user_has_second_factor(user=user))
 
 
 class _SessionUserCheck:
@@ -69,9 +70,14 @@ class WebsocketAuthMiddleware:
         authorization = _header(scope, b"authorization")
         if authorization:
             parts = authorization.split()
-            user = None
+            user, token_id = None, None
             if len(parts) == 2 and parts[0].lower() == "token":
-                user = await _user_for_token(parts[1])
-            scope = dict(scope, user=user or AnonymousUser(), auth_method="token")
+                user, token_id = await _user_for_token(parts[1])
+            scope = dict(scope, user=user or AnonymousUser(), auth_method="token", api_token_id=token_id)
             return await self.app(scope, receive, send)
         return await self.session_app(scope, receive, send)
+
+
+def session_fingerprint(session_key: str | None) -> str:
+    """Names a session in events without revealing its key (the cookie's value)."""
+    return hashlib.sha256((session_key or "").encode()).hexdigest()[:24]

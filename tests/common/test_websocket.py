@@ -236,3 +236,66 @@ async def test_ws_ping_gets_pong(alice: Any, open_sockets: Any) -> None:
     await socket.send_json_to({"type": "ping"})
 
     assert await socket.receive_json_from(RECEIVE_TIMEOUT) == {"event": "pong", "data": {}}
+
+
+async def test_ws_revoking_a_token_closes_its_sockets_only(alice: Any, open_sockets: Any) -> None:
+    from apps.users.services import api_token_revoke
+
+    # given: two bots of alice, each with its own token
+    revoked, revoked_plain = await sync_to_async(ApiToken.objects.create)(user=alice, expiry=None, name="old")
+    _, kept_plain = await sync_to_async(ApiToken.objects.create)(user=alice, expiry=None, name="new")
+    old_bot = await open_sockets([(b"authorization", f"Token {revoked_plain}".encode())])
+    new_bot = await open_sockets([(b"authorization", f"Token {kept_plain}".encode())])
+    for socket in (old_bot, new_bot):
+        assert (await socket.connect(RECEIVE_TIMEOUT))[0] is True
+        await socket.receive_json_from(RECEIVE_TIMEOUT)
+    # when
+    await sync_to_async(api_token_revoke)(request=None, user=alice, public_id=str(revoked.public_id))
+    # then: the revoked token's socket is told and closed, the other keeps its events
+    assert (await old_bot.receive_json_from(RECEIVE_TIMEOUT))["data"]["action"] == "token.revoked"
+    assert await old_bot.receive_json_from(RECEIVE_TIMEOUT) == {
+        "event": "session.ended",
+        "data": {"reason": "token_revoked"},
+    }
+    assert await expect_close(old_bot) == 4401
+    assert (await new_bot.receive_json_from(RECEIVE_TIMEOUT))["event"] == "security_event"
+    assert await new_bot.receive_nothing(timeout=0.3)
+
+
+async def test_ws_logging_out_closes_that_sessions_sockets_only(alice: Any, open_sockets: Any) -> None:
+    # given: alice in two browsers
+    def two_sessions() -> tuple[Client, bytes, bytes]:
+        leaving = Client()
+        leaving.force_login(alice)
+        return leaving, f"sessionid={leaving.cookies['sessionid'].value}".encode(), session_cookie(alice)
+
+    leaving, leaving_cookie, staying_cookie = await sync_to_async(two_sessions)()
+    leaving_tab = await open_sockets(browser_headers(leaving_cookie))
+    staying_tab = await open_sockets(browser_headers(staying_cookie))
+    for socket in (leaving_tab, staying_tab):
+        assert (await socket.connect(RECEIVE_TIMEOUT))[0] is True
+        await socket.receive_json_from(RECEIVE_TIMEOUT)
+    # when: the first browser logs out
+    response = await sync_to_async(leaving.post)("/accounts/logout/")
+    assert response.status_code == 302
+    # then
+    assert (await leaving_tab.receive_json_from(RECEIVE_TIMEOUT))["data"]["action"] == "user.logout"
+    assert (await leaving_tab.receive_json_from(RECEIVE_TIMEOUT))["event"] == "session.ended"
+    assert await expect_close(leaving_tab) == 4401
+    assert (await staying_tab.receive_json_from(RECEIVE_TIMEOUT))["event"] == "security_event"  # user.logout
+    assert await staying_tab.receive_nothing(timeout=0.3)
+
+
+async def test_ws_session_verified_with_a_removed_device_is_closed_4403(
+    alice: Any, enable_2fa: Any, open_sockets: Any
+) -> None:
+    old_device = await sync_to_async(enable_2fa)(alice)
+    cookie = await sync_to_async(session_cookie)(alice, verified_device=old_device)
+    await sync_to_async(old_device.delete)()
+    await sync_to_async(enable_2fa)(alice)
+    socket = await open_sockets(browser_headers(cookie))
+
+    connected, _ = await socket.connect(RECEIVE_TIMEOUT)
+
+    assert connected is True
+    assert await expect_close(socket) == 4403

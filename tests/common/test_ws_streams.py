@@ -102,3 +102,19 @@ async def test_ws_subscriptions_are_capped_per_connection(alice: Any, open_socke
 
     reply = await socket.receive_json_from(RECEIVE_TIMEOUT)
     assert reply == {"event": "error", "data": {"code": "too_many_subscriptions", "message": reply["data"]["message"]}}
+
+
+@pytest.mark.parametrize("instrument", [10**30, -1, 0, 1e308])
+async def test_ws_subscription_with_an_absurd_instrument_is_refused(
+    alice: Any, open_sockets: Any, instrument: Any
+) -> None:
+    socket = await token_socket(open_sockets, alice)
+
+    await socket.send_json_to({"type": "subscribe", "stream": "candles", "instrument": instrument, "timeframe": "1m"})
+
+    reply = await socket.receive_json_from(RECEIVE_TIMEOUT)
+    assert reply["event"] == "error"
+    assert reply["data"]["code"] in {"invalid", "not_found"}
+    # and the connection still works
+    await socket.send_json_to({"type": "ping"})
+    assert await socket.receive_json_from(RECEIVE_TIMEOUT) == {"event": "pong", "data": {}}

@@ -214,3 +214,23 @@ def test_admin_audit_events_cannot_be_deleted_from_admin(staff_client, alice):
 
     assert response.status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.parametrize("action", ["lock_users", "unlock_users", "reset_two_factor"])
+def test_admin_view_only_staff_cannot_run_user_actions(action, alice, enable_2fa, password):
+    from django.contrib.auth.models import Permission
+
+    from apps.users.models import User
+
+    # given: an operator who may only view users
+    viewer = User.objects.create_user("viewer@example.com", password, is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_user"))
+    client = verified_client(viewer, enable_2fa(viewer))
+    device = enable_2fa(alice)
+    # when
+    response = client.post("/admin/users/user/", {"action": action, "_selected_action": [alice.pk]})
+    # then: the action is not offered, and nothing changed
+    assert response.status_code in {200, 302}
+    alice.refresh_from_db()
+    assert alice.is_active and alice.locked_at is None
+    assert type(device).objects.filter(pk=device.pk).exists()

@@ -329,3 +329,29 @@ def test_token_list_query_count_does_not_grow(alice, django_assert_max_num_queri
         response = client.get(TOKENS_URL)
 
     assert len(response.json()) == 6
+
+
+def test_token_create_with_victims_token_and_attackers_fresh_session_is_403(alice, mallory, enable_2fa):
+    # given: mallory holds a leaked token of alice and her own freshly verified session
+    _, alice_token = ApiToken.objects.create(user=alice, expiry=timedelta(days=1), name="leaked")
+    client = _session_client(mallory, enable_2fa(mallory))
+    client.credentials(HTTP_AUTHORIZATION=f"Token {alice_token}")
+    # when: she asks for a long-lived token for alice
+    response = client.post(TOKENS_URL, {"name": "persist", "ttl_days": 365}, format="json")
+    # then: mallory's second factor is not alice's
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "reauth_required"
+    assert ApiToken.objects.filter(user=alice).count() == 1
+
+
+def test_token_create_with_session_verified_by_a_removed_device_is_403(alice, enable_2fa):
+    old_device = enable_2fa(alice)
+    client = _session_client(alice, old_device)
+    # 2FA is turned off elsewhere and a new authenticator enrolled: the old verification is void.
+    old_device.delete()
+    enable_2fa(alice)
+
+    response = client.post(TOKENS_URL, {"name": "bot"}, format="json")
+
+    assert response.status_code == 403
+    assert not ApiToken.objects.filter(user=alice).exists()

@@ -14,8 +14,18 @@ from apps.users.seed import DEMO_USERS
 class Command(BaseCommand):
     help = "Create the demo users (and, as later apps add them, demo data). Safe to run twice."
 
-    @transaction.atomic
     def handle(self, *args: Any, **options: Any) -> None:
+        with transaction.atomic():
+            self._users()
+        self.stdout.write("Demo users ready: " + ", ".join(u["email"] for u in DEMO_USERS))
+
+        from apps.marketdata.demo import demo_seed
+
+        # Outside any transaction: the markets may be fetched over the network, and each
+        # series is written in its own transaction.
+        demo_seed(log=self.stdout.write)
+
+    def _users(self) -> None:
         for spec in DEMO_USERS:
             user, created = User.objects.get_or_create(
                 email=spec["email"],
@@ -27,8 +37,3 @@ class Command(BaseCommand):
             EmailAddress.objects.update_or_create(
                 user=user, email=user.email, defaults={"verified": True, "primary": True}
             )
-        self.stdout.write("Demo users ready: " + ", ".join(u["email"] for u in DEMO_USERS))
-
-        from apps.marketdata.demo import demo_seed
-
-        demo_seed(log=self.stdout.write)
