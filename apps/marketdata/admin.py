@@ -135,7 +135,11 @@ class ReplayCursorAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Stop the selected replays", permissions=["view"])
+    def has_stop_permission(self, request: HttpRequest) -> bool:
+        # The rows are read-only facts, but stopping a replay is a change: it needs that right.
+        return bool(request.user.has_perm("marketdata.change_replaycursor"))
+
+    @admin.action(description="Stop the selected replays", permissions=["stop"])
     def stop_replays(self, request: HttpRequest, queryset: Any) -> None:
         from apps.marketdata.feeds import replay
 

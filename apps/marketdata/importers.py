@@ -17,6 +17,7 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -86,9 +87,9 @@ def read_file(path: Path | str) -> ParsedFile:
     path = Path(path)
     if not path.exists():
         raise ImportFileError("no such file", name=str(path))
-    data = _open_bytes(path)
-    head = data.lstrip()[:1]
     try:
+        data = _open_bytes(path)
+        head = data.lstrip()[:1]
         if head == b"[":
             return _read_freqtrade(data, path.name)
         first_line = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip().lower()
@@ -98,19 +99,31 @@ def read_file(path: Path | str) -> ParsedFile:
     except ImportFileError as exc:
         exc.name = exc.name or path.name
         raise
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"not UTF-8 text (byte {exc.start})", name=path.name) from exc
+    except zipfile.BadZipFile as exc:
+        raise ImportFileError(f"not a readable ZIP file ({exc})", name=path.name) from exc
+    except (ValueError, OverflowError, pd.errors.ParserError) as exc:
+        # Anything the parsers reject that the checks above did not name (a time out of
+        # range, a malformed row): refuse the file rather than fail.
+        raise ImportFileError(f"cannot be read as candles ({exc})", name=path.name) from exc
 
 
 def _read_csv(buffer: IO[bytes], header_line: str, name: str) -> ParsedFile:
-    columns = [c.strip() for c in header_line.split(",")]
+    columns = [c.strip().strip('"') for c in header_line.split(",")]
     missing = [c for c in HEADER if c not in columns]
     if missing:
         raise ImportFileError(
             f"missing column(s) {', '.join(missing)}; the header must be {','.join(HEADER)}", line=1, name=name
         )
+    # Column names are matched without case or surrounding blanks ("Timestamp, Open, ...").
+    names = [c.lower() for c in columns]
     try:
         # Fast path: the C parser reads the numbers itself.
         table = pd.read_csv(
             buffer,
+            header=0,
+            names=names,
             usecols=HEADER,
             dtype={"timestamp": str, **dict.fromkeys(PRICE_COLUMNS, "float64")},
             keep_default_na=False,
@@ -120,7 +133,7 @@ def _read_csv(buffer: IO[bytes], header_line: str, name: str) -> ParsedFile:
     except ValueError:
         # Some value is not a number: read everything as text to name the line.
         buffer.seek(0)
-        table = pd.read_csv(buffer, dtype=str, keep_default_na=False, usecols=HEADER)
+        table = pd.read_csv(buffer, header=0, names=names, dtype=str, keep_default_na=False, usecols=HEADER)
         frame = _numbers(table, PRICE_COLUMNS, first_line=2, name=name)
     times = _parse_times(table["timestamp"], first_line=2, name=name)
     frame = frame.set_axis(times, axis=0)
@@ -136,7 +149,7 @@ def _read_binance(buffer: IO[bytes], name: str) -> ParsedFile:
     stamps = _numbers(table, ["open_time"], first_line=1, name=name)["open_time"].to_numpy()
     # Binance spot files switched from milliseconds to microseconds in 2025.
     unit = "us" if len(stamps) and stamps.max() > 1e14 else "ms"
-    times = pd.DatetimeIndex(pd.to_datetime(stamps.astype(np.int64), unit=unit, utc=True), name="ts")
+    times = _epoch_index(stamps, unit, where=lambda i: f"line {i + 1}", name=name)
     frame = _numbers(table, PRICE_COLUMNS, first_line=1, name=name)
     frame.index = times
     return ParsedFile(frame=frame, format="binance", first_line=1)
@@ -157,9 +170,26 @@ def _read_freqtrade(data: bytes, name: str) -> ParsedFile:
     except (TypeError, ValueError):
         bad = next(i for i, row in enumerate(rows) if not all(_is_number(v) for v in row[:6]))
         raise ImportFileError(f"item {bad + 1} has a value that is not a number", name=name) from None
-    times = pd.DatetimeIndex(pd.to_datetime(arr[:, 0].astype(np.int64), unit="ms", utc=True), name="ts")
+    times = _epoch_index(arr[:, 0], "ms", where=lambda i: f"item {i + 1}", name=name)
     frame = pd.DataFrame(arr[:, 1:], columns=PRICE_COLUMNS, index=times)
     return ParsedFile(frame=frame, format="freqtrade", first_line=1)
+
+
+# Epoch times are accepted from 1970 to 2100; anything else is a unit mix-up or garbage.
+_EPOCH_LIMIT_SECONDS = 4_102_444_800
+_UNIT_PER_SECOND = {"ms": 1_000, "us": 1_000_000}
+
+
+def _epoch_index(stamps: np.ndarray, unit: str, *, where: Callable[[int], str], name: str) -> pd.DatetimeIndex:
+    values = np.asarray(stamps, dtype=np.float64)
+    limit = _EPOCH_LIMIT_SECONDS * _UNIT_PER_SECOND[unit]
+    bad = ~np.isfinite(values) | (values < 0) | (values > limit) | (values != np.floor(values))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ImportFileError(
+            f"{where(i)}: time {float(values[i]):g} is not epoch {unit} between 1970 and 2100", name=name
+        )
+    return pd.DatetimeIndex(pd.to_datetime(values.astype(np.int64), unit=unit, utc=True), name="ts")
 
 
 def _is_number(value: object) -> bool:
@@ -178,7 +208,9 @@ def _parse_times(raw: pd.Series, *, first_line: int, name: str) -> pd.DatetimeIn
         if numbers.isna().any():
             bad = int(np.flatnonzero(numbers.isna().to_numpy())[0])
             raise ImportFileError(f"timestamp {values.iloc[bad]!r} is not a time", line=first_line + bad, name=name)
-        return pd.DatetimeIndex(pd.to_datetime(numbers.astype(np.int64), unit="ms", utc=True), name="ts")
+        return _epoch_index(
+            numbers.to_numpy(dtype=np.float64), "ms", where=lambda i: f"line {first_line + i}", name=name
+        )
     try:
         times = pd.to_datetime(values, format="%Y-%m-%dT%H:%M:%SZ", utc=True)
     except (ValueError, TypeError):
@@ -220,6 +252,7 @@ def validate(parsed: ParsedFile, timeframe: str, *, name: str = "") -> pd.DataFr
 
     values = frame[PRICE_COLUMNS]
     fail(values.isna().any(axis=1).to_numpy(), "a value is missing")
+    fail(~np.isfinite(values.to_numpy()).all(axis=1), "a value is not a finite number")
     fail((frame[["open", "high", "low", "close"]] <= 0).any(axis=1).to_numpy(), "prices must be positive")
     fail((frame["volume"] < 0).to_numpy(), "volume is negative ({row.volume})")
     fail((frame["high"] < frame["low"]).to_numpy(), "high {row.high} is below low {row.low}")

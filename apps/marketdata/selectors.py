@@ -119,5 +119,6 @@ def candle_window(
 
 def structure_window(*, instrument: Instrument, timeframe: str, at: datetime | None, bars: int) -> pd.DataFrame:
     """The `bars` bars ending with the bar that opens at or before `at` (the newest without it)."""
-    end = at + timedelta(microseconds=1) if at is not None else None
+    # At or after the last representable instant means "the newest bar".
+    end = at + timedelta(microseconds=1) if at is not None and at < datetime.max.replace(tzinfo=at.tzinfo) else None
     return candles_frame(int(instrument.pk), timeframe, end=end, limit=bars)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from django.db import transaction
+from django.db.models import F, Window
+from django.db.models.functions import Lead
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -228,16 +230,41 @@ def _aware(value: datetime, name: str) -> datetime:
     return value.astimezone(UTC)
 
 
+# Holes inside the stored range that a backfill re-asks the venue about, at most. A hole is
+# usually an interrupted earlier backfill; a venue's own outage costs one empty request.
+MAX_BACKFILL_HOLES = 100
+
+
+def _stored_holes(
+    series: CandleSeries, timeframe: str, since: datetime, until: datetime | None
+) -> list[tuple[datetime, datetime]]:
+    """(first missing open time, next stored open time) for each hole between stored bars."""
+    step = timeframes.delta(timeframe)
+    bars = Candle.objects.filter(instrument_id=series.instrument_id, timeframe=timeframe, ts__gte=since)
+    if until is not None:
+        bars = bars.filter(ts__lt=until)
+    rows = bars.annotate(next_ts=Window(Lead("ts"), order_by=F("ts").asc())).values_list("ts", "next_ts")
+    holes = []
+    for ts, next_ts in rows.iterator(chunk_size=10_000):
+        if next_ts is not None and next_ts - ts > step:
+            holes.append((ts + step, next_ts))
+            if len(holes) == MAX_BACKFILL_HOLES:
+                break
+    return holes
+
+
 def _backfill_ranges(
     series: CandleSeries | None, timeframe: str, since: datetime, until: datetime | None
 ) -> list[tuple[datetime, datetime | None]]:
-    """What is missing from [since, until) given the stored range: history before the first
-    stored bar, and everything after the last one (the resumption point)."""
+    """What is missing from [since, until) given what is stored: history before the first
+    stored bar, holes between stored bars (an earlier backfill that was interrupted), and
+    everything after the last one (the resumption point)."""
     if series is None or not series.count or series.first_ts is None or series.last_ts is None:
         return [(since, until)]
     ranges: list[tuple[datetime, datetime | None]] = []
     if since < series.first_ts:
         ranges.append((since, series.first_ts if until is None else min(until, series.first_ts)))
+    ranges.extend(_stored_holes(series, timeframe, since, until))
     resume = max(since, series.last_ts + timeframes.delta(timeframe))
     if until is None or resume < until:
         ranges.append((resume, until))

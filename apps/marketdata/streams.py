@@ -18,8 +18,10 @@ def resolve_candles_stream(params: dict[str, Any], user: Any) -> str:
         raise StreamRefused(f"Unknown timeframe {timeframe!r}.", code="invalid")
     try:
         instrument_id = int(params.get("instrument"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise StreamRefused("instrument must be an instrument id.", code="invalid") from None
+    if not 0 < instrument_id < 2**63:
+        raise StreamRefused(f"No instrument {instrument_id}.", code="not_found")
     if not Instrument.objects.filter(pk=instrument_id, is_active=True).exists():
         raise StreamRefused(f"No instrument {instrument_id}.", code="not_found")
     return market_group(instrument_id, timeframe)

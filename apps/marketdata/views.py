@@ -41,9 +41,10 @@ def _plain_decimal(value: Decimal | None) -> str:
 @login_required
 def instrument_list(request: HttpRequest) -> HttpResponse:
     filters = {
-        "venue": request.GET.get("venue", ""),
-        "asset_class": request.GET.get("asset_class", ""),
-        "search": request.GET.get("q", ""),
+        # A NUL byte cannot reach PostgreSQL in a query parameter: drop it.
+        "venue": request.GET.get("venue", "").replace("\x00", ""),
+        "asset_class": request.GET.get("asset_class", "").replace("\x00", ""),
+        "search": request.GET.get("q", "").replace("\x00", ""),
     }
     page = Paginator(selectors.instrument_list(filters=filters), PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [

@@ -469,3 +469,14 @@ def test_schema_describes_the_market_endpoints(client):
     assert {"venue", "asset_class", "search", "limit", "offset"} <= {p["name"] for p in listing["parameters"]}
     structure_params = {p["name"] for p in paths["/api/v1/instruments/{instrument_id}/structure/"]["get"]["parameters"]}
     assert {"timeframe", "kinds", "at", "bars"} <= structure_params
+
+
+def test_structure_at_the_end_of_time_means_the_newest_bar(btc, client):
+    newest = client.get(_url(btc, "structure"), {"timeframe": "1h", "kinds": "fib"}).json()
+
+    response = client.get(
+        _url(btc, "structure"), {"timeframe": "1h", "kinds": "fib", "at": "9999-12-31T23:59:59.999999"}
+    )
+
+    assert response.status_code == 200
+    assert response.json() == newest

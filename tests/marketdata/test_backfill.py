@@ -186,6 +186,31 @@ def test_backfill_of_older_history_fetches_only_before_the_first_bar(btc, exchan
     assert len(candles_frame(btc, "1d")) == 15
 
 
+def test_interrupted_backfill_of_older_history_fills_the_hole_next_time(btc, exchange, fake, clock):
+    # given: June is stored; a backfill from January fails after its first page
+    june = T0 + timedelta(hours=2000)
+    options = {"exchange": exchange, "clock": clock, "limit": 500, "retries": 2, "backoff": 0.01}
+    services.candles_backfill(instrument=btc, timeframe="1h", since=june, until=june + timedelta(hours=100), **options)
+    fake.script = [None] + [(503, {}, {"code": -1001, "msg": "Internal error; unable to process your request."})] * 3
+    with pytest.raises(ExchangeUnreachable):
+        services.candles_backfill(
+            instrument=btc, timeframe="1h", since=T0, until=june + timedelta(hours=100), **options
+        )
+    assert Candle.objects.filter(instrument=btc).count() == 600  # 500 from January on, 100 in June
+    asked_before = len(fake.klines())
+
+    # when: run again with the same range
+    result = services.candles_backfill(
+        instrument=btc, timeframe="1h", since=T0, until=june + timedelta(hours=100), **options
+    )
+
+    # then: the hole between the two is fetched, and nothing else
+    again = fake.klines()[asked_before:]
+    assert again[0].query["startTime"] == str(EPOCH_2024_MS + 500 * HOUR_MS)
+    assert result.written == 1500
+    assert_bars_equal(candles_frame(btc, "1h"), expected_bars(T0, 2100, timedelta(hours=1)))
+
+
 def test_rate_limited_to_the_end_is_a_clear_error(btc, exchange, fake, clock):
     fake.script = [(429, {"Retry-After": "0"}, {"code": -1003, "msg": "Too many requests."})] * 3
 

@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -480,3 +481,36 @@ def test_import_command_unknown_timeframe_exit_code_in_a_process(tmp_path):
 
     assert done.returncode == 2
     assert "Unknown timeframe '2d'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("latin1.csv", HEADER.encode() + b"2021-01-01T00:00:00Z,1,2,0.5,1.5,10\xff\n", "not UTF-8"),
+        ("corrupt.zip", b"PK\x03\x04garbage", "not a readable ZIP"),
+        ("null_time.json", b"[[null, 1, 2, 0.5, 1.5, 1]]", "item 1: time nan is not epoch ms"),
+        ("far_time.json", b"[[1e20, 1, 2, 0.5, 1.5, 1]]", "item 1: time 1e+20 is not epoch ms"),
+        ("far_time.csv", b"99999999999999999,1,2,0.5,1.5,1,0,0,0,0,0,0\n", "line 1: time 1e+17 is not epoch us"),
+        ("infinite.csv", HEADER.encode() + b"2021-01-01T00:00:00Z,1,inf,0.5,1.5,10\n", "not a finite number"),
+        ("huge.csv", HEADER.encode() + b"2021-01-01T00:00:00Z,1,1e309,0.5,1.5,10\n", "not a finite number"),
+    ],
+)
+def test_malformed_files_are_refused_not_crashed_on(instrument, tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    with pytest.raises(services.CandleImportError, match=re.escape(reason)):
+        services.candles_import_file(path=path, instrument=instrument, timeframe="1m")
+
+    assert not Candle.objects.filter(instrument=instrument).exists()
+
+
+def test_header_names_are_matched_without_case_or_blanks(instrument, tmp_path):
+    path = write(
+        tmp_path, "caps.csv", "Timestamp, Open, High, Low, Close, Volume\n2021-01-01T00:00:00Z,1,2,0.5,1.5,10\n"
+    )
+
+    result = services.candles_import_file(path=path, instrument=instrument, timeframe="1m")
+
+    assert result.written == 1
+    assert candles_frame(instrument, "1m")["high"].tolist() == [2.0]

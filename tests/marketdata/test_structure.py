@@ -2,8 +2,6 @@
 and the chart object lists agreeing with the per-bar columns. No database."""
 
 from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,23 +9,9 @@ import pandas as pd
 import pytest
 
 from apps.marketdata.indicators import structure as st
-from tests.conftest import require
+from tests.marketdata.ohlcv import load_candles as real_candles
 
-OHLCV_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ohlcv"
 DATASETS = ("BTC-USDT_1h", "SPY_1d")
-
-
-@cache
-def _read(name: str) -> pd.DataFrame:
-    frame = pd.read_csv(OHLCV_DIR / f"{name}.csv.gz")
-    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp"), utc=True), name="timestamp")
-    return frame.astype("float64")
-
-
-def real_candles(name: str) -> pd.DataFrame:
-    path = OHLCV_DIR / f"{name}.csv.gz"
-    require(path.exists(), f"needs real candles at {path} (the shared/ folder beside the repository)")
-    return _read(name).copy()
 
 
 def candles_from(close: Any, *, half_range: float = 0.5, open_: Any = None, high: Any = None, low: Any = None):
