@@ -234,3 +234,19 @@ def test_admin_view_only_staff_cannot_run_user_actions(action, alice, enable_2fa
     alice.refresh_from_db()
     assert alice.is_active and alice.locked_at is None
     assert type(device).objects.filter(pk=device.pk).exists()
+
+
+def test_admin_shows_the_celery_beat_schedules(staff, enable_2fa):
+    # The scheduler writes the settings' schedule into the database when beat starts; do that.
+    from django_celery_beat.schedulers import DatabaseScheduler
+
+    from tradingplatform.celery import app
+
+    DatabaseScheduler(app=app).setup_schedule()
+    client = verified_client(staff, enable_2fa(staff))
+
+    response = client.get("/admin/django_celery_beat/periodictask/")
+
+    assert response.status_code == 200
+    assert b"worker-heartbeat" in response.content
+    assert b"marketdata-candles-poll" in response.content

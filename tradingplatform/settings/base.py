@@ -292,6 +292,12 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "celery": {"level": "INFO"},
+        # One line per task run and per beat send (every second in the demo) would bury the
+        # console, which is also where embedded mode prints e-mails. Failures still show.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
+        "kombu.connection": {"level": "ERROR"},
     },
 }
 
