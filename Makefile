@@ -8,7 +8,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= tradingplatform.settings.dev
 
-.PHONY: run test test-embedded lint format typecheck lock install migrate check-deploy clean
+## A separate virtual environment with the peers the benchmarks compare against (requirements/bench.txt).
+bench-venv: | $(BIN)/python
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet -r requirements/bench.txt
+
+.PHONY: bench-venv run test test-embedded lint format typecheck lock install migrate check-deploy clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +54,7 @@ typecheck: install
 ## Recompile the locked requirements from requirements/*.in.
 lock: | $(BIN)/python
 	$(BIN)/pip install --quiet pip-tools
-	cd requirements && for f in base dev prod; do \
+	cd requirements && for f in base dev prod bench; do \
 		../$(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links $$f.in -o $$f.txt; done
 
 migrate: install
