@@ -74,6 +74,11 @@ class Backtest(StrategyRun):
     duration_ms = models.FloatField(null=True, blank=True, help_text="Engine time (signals + fills + metrics).")
     is_lookahead_biased = models.BooleanField(default=False)
     lookahead = models.JSONField(default=dict, blank=True, help_text="The look-ahead check's report for this run.")
+    timings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Milliseconds per phase of the run: load, lookahead, engine, curves, store_trades.",
+    )
 
     class Meta(StrategyRun.Meta):
         indexes = [models.Index(fields=["owner", "-created_at"], name="backtest_owner_created")]
@@ -83,13 +88,22 @@ class Backtest(StrategyRun):
 
 
 class BacktestTrade(models.Model):
-    """One round trip of a backtest (floats: analytics, not balances)."""
+    """One round trip of a backtest (floats: analytics, not balances).
+
+    Written only in bulk by `apps.backtests.services.trades.trades_store` (one binary COPY on
+    PostgreSQL) for a backtest that exists, and deleted with it by the ORM's cascade. So the
+    foreign key has no database constraint: its deferred per-row trigger cost ~0.2 s at commit
+    for 20,000 trades, as much as storing them (the Candle table does the same). It has no index
+    of its own either: the unique (backtest, number) index serves every read.
+    """
 
     class Side(models.TextChoices):
         LONG = "long", "Long"
         SHORT = "short", "Short"
 
-    backtest = models.ForeignKey(Backtest, on_delete=models.CASCADE, related_name="trades")
+    backtest = models.ForeignKey(
+        Backtest, on_delete=models.CASCADE, related_name="trades", db_constraint=False, db_index=False
+    )
     number = models.PositiveIntegerField()
     side = models.CharField(max_length=5, choices=Side.choices)
     entry_at = models.DateTimeField()
@@ -138,6 +152,11 @@ class Optimisation(StrategyRun):
     best_value = models.FloatField(null=True, blank=True)
     best_metrics = models.JSONField(default=dict, blank=True)
     trials_done = models.PositiveIntegerField(default=0)
+    seed = models.BigIntegerField(null=True, blank=True, help_text="TPE sampler seed (reproducible on one worker).")
+    chunks_total = models.PositiveIntegerField(default=0, help_text="Chunk tasks the trials are split into.")
+    chunks_done = models.JSONField(
+        default=list, blank=True, help_text="Numbers of the chunks whose trials are stored (each stored once)."
+    )
 
     def __str__(self) -> str:
         return self.name or f"Optimisation #{self.pk} {self.strategy_key}"
@@ -152,6 +171,7 @@ class OptimisationTrial(models.Model):
     value = models.FloatField(null=True, blank=True, help_text="Objective; null when infeasible or failed.")
     metrics = models.JSONField(default=dict, blank=True)
     is_feasible = models.BooleanField(default=True)
+    error = models.CharField(max_length=500, blank=True, help_text="Why the parameter set could not run.")
 
     class Meta:
         ordering = ["optimisation", "number"]

@@ -175,6 +175,35 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 HEARTBEAT_MAX_AGE_SECONDS = 60
+
+# --- Backtests and research jobs (apps.backtests) ---------------------------------------------
+# A job's task is stopped (soft limit: marked failed) after this long; a running job with no
+# progress for longer (its worker died) is failed by the reaper. It must stay below the broker's
+# visibility timeout above, or a slow job would be handed to a second worker.
+BACKTEST_TIME_LIMIT_SECONDS = env.int("BACKTEST_TIME_LIMIT_SECONDS", default=1800)
+BACKTEST_REAP_GRACE_SECONDS = 60
+# A job still queued after this long lost its message (an embedded worker's in-memory broker
+# does not survive a restart): the reaper sends it again; the claim makes duplicates harmless.
+BACKTEST_REQUEUE_SECONDS = env.int("BACKTEST_REQUEUE_SECONDS", default=600)
+CELERY_BEAT_SCHEDULE["backtests-jobs-reap"] = {
+    "task": "apps.backtests.tasks.jobs_reap",
+    "schedule": timedelta(seconds=60),
+    # The default queue: the backtests queue may be busy with the very jobs being checked.
+    "options": {"expires": 55, "queue": "default"},
+}
+# Optuna's shared studies (SQLAlchemy URL). Empty: the platform's own database, or per-study
+# SQLite files under OPTUNA_DATA_DIR when that database is an in-memory SQLite (the tests).
+OPTUNA_STORAGE_URL = env("OPTUNA_STORAGE_URL", default="")
+OPTUNA_DATA_DIR = env("OPTUNA_DATA_DIR", default=str(BASE_DIR / "var" / "optuna"))
+OPTIMISATION_MAX_TRIALS = 5000
+OPTIMISATION_GRID_LIMIT = 10_000
+# Trials per chunk task: big enough to amortise loading the candles, small enough to spread
+# over the workers and to report progress often. TPE chunks are smaller: each chunk's sampler
+# learns from the trials the other chunks have told the study so far.
+OPTIMISATION_GRID_CHUNK = 50
+OPTIMISATION_TPE_CHUNK = 10
+MONTE_CARLO_MAX_SIMULATIONS = 100_000
+WALK_FORWARD_MAX_WINDOWS = 50
 # Per ccxt exchange id: extra ccxt config for market data (options, rateLimit, ...), and
 # "api_url" to send the venue's API host elsewhere (a proxy, a testnet). JSON in the environment.
 MARKETDATA_CCXT_CONFIG: dict[str, dict[str, Any]] = env.json("MARKETDATA_CCXT_CONFIG", default={})
@@ -256,6 +285,11 @@ SPECTACULAR_SETTINGS = {
     # The schema and the docs page are for signed-in users (and their tokens), not the public.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two "method" choice sets (an optimisation's search, a Monte Carlo's draw): name each.
+    "ENUM_NAME_OVERRIDES": {
+        "OptimisationMethodEnum": "apps.backtests.models.Optimisation.Method",
+        "MonteCarloMethodEnum": "apps.backtests.models.MonteCarlo.Method",
+    },
 }
 
 # --- i18n, static -----------------------------------------------------------------------------

@@ -1,0 +1,231 @@
+"""The life of a job (backtest, optimisation, walk-forward, Monte Carlo), the same for all four.
+
+    queued --claim--> running --finish--> succeeded
+       |                 |----fail------> failed      (a readable `error`)
+       +---cancel--------+----cancel----> cancelled
+
+- Claim is a conditional UPDATE (queued -> running): a redelivered message claims nothing.
+- Every progress step is a conditional UPDATE too (only while running) that also bumps
+  `updated_at`, the job's heartbeat. When it matches nothing the job was cancelled (or reaped)
+  meanwhile, and JobStopped tells the running code to stop without touching the status.
+- Finishing locks the row and stores the results only while it is still running, in the same
+  transaction, so a cancel that lands during the final store wins cleanly.
+- `jobs_reap` (beat) fails running jobs whose worker died: no heartbeat for longer than the
+  time limit. Queued jobs whose message was lost (an embedded worker restarted: its broker is in
+  memory) are sent again; the claim makes a duplicate harmless.
+
+Progress events go to the owner only, after commit:
+``job.progress {"kind", "id", "status", "progress", "error"}``.
+"""
+
+import logging
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.backtests.models import Backtest, JobStatus, MonteCarlo, Optimisation, WalkForward
+from apps.common.broadcast import broadcast
+
+logger = logging.getLogger(__name__)
+
+Job = Backtest | Optimisation | WalkForward | MonteCarlo
+
+JobModel = type[Backtest] | type[Optimisation] | type[WalkForward] | type[MonteCarlo]
+KINDS: dict[JobModel, str] = {
+    Backtest: "backtest",
+    Optimisation: "optimisation",
+    WalkForward: "walk_forward",
+    MonteCarlo: "monte_carlo",
+}
+ERROR_MAX_LENGTH = 2000
+
+
+class JobStopped(Exception):
+    """The job is no longer running (cancelled, or failed by the reaper): stop quietly."""
+
+
+def kind_of(model: JobModel) -> str:
+    return KINDS[model]
+
+
+def progress_event(*, kind: str, job_id: int, owner_id: int, status: str, progress: float, error: str = "") -> None:
+    """Announce a job's state to its owner (after commit; at once outside a transaction)."""
+    broadcast(
+        owner_id,
+        "job.progress",
+        {"kind": kind, "id": job_id, "status": status, "progress": round(float(progress), 4), "error": error},
+    )
+
+
+def job_announce(job: Job) -> None:
+    progress_event(
+        kind=kind_of(type(job)),
+        job_id=int(job.pk),
+        owner_id=int(job.owner_id),
+        status=str(job.status),
+        progress=job.progress,
+        error=job.error,
+    )
+
+
+def job_claim[J: (Backtest, Optimisation, WalkForward, MonteCarlo)](model: type[J], job_id: int) -> J | None:
+    """queued -> running, or None when the job is not queued (done, cancelled, claimed by an
+    earlier delivery of the same message, or deleted)."""
+    now = timezone.now()
+    claimed = model.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=now, updated_at=now, progress=0.0, error=""
+    )
+    if not claimed:
+        return None
+    job = model.objects.get(pk=job_id)
+    job_announce(job)
+    return job
+
+
+def job_progress(job: Job, fraction: float) -> None:
+    """Record progress (0..1) and bump the heartbeat; JobStopped when no longer running."""
+    fraction = min(max(float(fraction), 0.0), 1.0)
+    now = timezone.now()
+    updated = type(job).objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(progress=fraction, updated_at=now)
+    if not updated:
+        raise JobStopped
+    job.progress = fraction
+    progress_event(
+        kind=kind_of(type(job)),
+        job_id=int(job.pk),
+        owner_id=int(job.owner_id),
+        status=JobStatus.RUNNING,
+        progress=fraction,
+    )
+
+
+def progress_scaled(job: Job, start: float, end: float, *, every: float = 0.01) -> Callable[[float], None]:
+    """A progress callback mapping a phase's 0..1 onto [start, end] of the job. Calls closer
+    together than ``every`` (of the phase) are skipped: a caller reporting per block must not
+    turn into hundreds of writes and events."""
+    last = -1.0
+
+    def report(fraction: float) -> None:
+        nonlocal last
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if fraction - last < every and fraction < 1.0:
+            return
+        last = fraction
+        job_progress(job, start + (end - start) * fraction)
+
+    return report
+
+
+def job_lock_running[J: (Backtest, Optimisation, WalkForward, MonteCarlo)](model: type[J], job_id: int) -> J | None:
+    """The job's row, locked, when it is still running (call inside a transaction)."""
+    return model.objects.select_for_update().filter(pk=job_id, status=JobStatus.RUNNING).first()
+
+
+def job_succeed(job: Job, *, fields: dict[str, Any]) -> None:
+    """Mark a locked, running job succeeded with its result `fields` (inside the transaction
+    that stored the results; the event goes out after commit)."""
+    job.error = ""
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.status = JobStatus.SUCCEEDED
+    job.progress = 1.0
+    job.finished_at = timezone.now()
+    job.save()
+    job_announce(job)
+
+
+def job_fail[J: (Backtest, Optimisation, WalkForward, MonteCarlo)](model: type[J], job_id: int, message: str) -> bool:
+    """running -> failed with `message`; False when it was not running any more."""
+    message = (message or "The job failed.")[:ERROR_MAX_LENGTH]
+    now = timezone.now()
+    with transaction.atomic():
+        failed = model.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+            status=JobStatus.FAILED, error=message, finished_at=now, updated_at=now
+        )
+        if failed:
+            job_announce(model.objects.get(pk=job_id))
+    return bool(failed)
+
+
+def json_safe(value: Any) -> Any:
+    """Results as plain JSON: NumPy scalars to Python, NaN/inf to None, recursively."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def error_message(exc: BaseException) -> str:
+    """What the user reads for a failure: the refusal's own message (a strategy that raised,
+    "No candles in range"), else the exception's type and text."""
+    message = getattr(exc, "message", None)
+    if isinstance(message, str) and message:
+        return message
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def job_cancel[J: (Backtest, Optimisation, WalkForward, MonteCarlo)](model: type[J], job_id: int) -> J:
+    """queued/running -> cancelled (a running task stops at its next progress step). Returns
+    the job as it is after the call; a finished job is left alone."""
+    with transaction.atomic():
+        job = model.objects.select_for_update().get(pk=job_id)
+        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            job.status = JobStatus.CANCELLED
+            job.finished_at = timezone.now()
+            job.save(update_fields=["status", "finished_at", "updated_at"])
+            job_announce(job)
+    return job
+
+
+def _time_limit() -> int:
+    return int(settings.BACKTEST_TIME_LIMIT_SECONDS)
+
+
+def jobs_reap(*, now: Any = None, requeue: Callable[[JobModel, int], None] | None = None) -> dict[str, int]:
+    """Fail running jobs without a heartbeat for longer than BACKTEST_TIME_LIMIT_SECONDS (their
+    worker died), and hand queued jobs older than BACKTEST_REQUEUE_SECONDS to `requeue`.
+    Returns counts per kind of what was failed."""
+    now = now or timezone.now()
+    limit = _time_limit()
+    stale_before = now - timedelta(seconds=limit + settings.BACKTEST_REAP_GRACE_SECONDS)
+    requeue_before = now - timedelta(seconds=settings.BACKTEST_REQUEUE_SECONDS)
+    reaped: dict[str, int] = {}
+    for model in KINDS:
+        stale = list(
+            model.objects.filter(status=JobStatus.RUNNING, updated_at__lt=stale_before).values_list("pk", flat=True)
+        )
+        message = (
+            f"The worker running this job stopped: no progress for more than {limit} s. Run it again; "
+            "if it keeps failing, narrow the range or the search."
+        )
+        count = 0
+        for job_id in stale:
+            # Conditional again: a heartbeat may have landed since the list was read.
+            with transaction.atomic():
+                failed = model.objects.filter(pk=job_id, status=JobStatus.RUNNING, updated_at__lt=stale_before).update(
+                    status=JobStatus.FAILED, error=message, finished_at=now, updated_at=now
+                )
+                if failed:
+                    job_announce(model.objects.get(pk=job_id))
+                    count += 1
+        if count:
+            logger.warning("reaped %d stale %s job(s)", count, KINDS[model])
+        reaped[KINDS[model]] = count
+        if requeue is not None:
+            lost = model.objects.filter(status=JobStatus.QUEUED, updated_at__lt=requeue_before)
+            for job_id in list(lost.values_list("pk", flat=True)):
+                # Bump the heartbeat so the same job is sent again only after another period.
+                if model.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(updated_at=now):
+                    requeue(model, job_id)
+    return reaped
