@@ -1,0 +1,160 @@
+"""The BOLA matrix (RELIABILITY 30): every path of the OpenAPI schema is listed here with who may
+see what, and an outsider (mallory) calling every method of every object route with the owner's
+ids gets 404, while every list she reads holds none of the owner's ids.
+
+A new path in the schema that is missing from OWNERSHIP fails the test: whoever adds an endpoint
+must decide, here, whether it is public, the caller's own, or an owned object.
+"""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from knox.models import get_token_model
+from rest_framework.test import APIClient
+
+from apps.backtests.models import Backtest, MonteCarlo, Optimisation, WalkForward
+from apps.marketdata.models import Instrument
+from apps.strategies.models import RuleSet
+
+pytestmark = pytest.mark.django_db
+
+RULES = {"version": 1, "enter_long": {"left": {"column": "close"}, "op": ">", "right": {"value": 1}}}
+
+
+def _instrument() -> Instrument:
+    return Instrument.objects.get_or_create(venue="binance", symbol="BTC/USDT")[0]
+
+
+def _run(model: type, owner: Any, **extra: Any) -> Any:
+    return model.objects.create(
+        owner=owner, strategy_key="sma_cross", instrument=_instrument(), timeframe="1h", **extra
+    )
+
+
+def _backtest(owner: Any) -> str:
+    return str(_run(Backtest, owner).pk)
+
+
+def _optimisation(owner: Any) -> str:
+    return str(_run(Optimisation, owner).pk)
+
+
+def _walk_forward(owner: Any) -> str:
+    return str(_run(WalkForward, owner).pk)
+
+
+def _monte_carlo(owner: Any) -> str:
+    backtest = _run(Backtest, owner, status="succeeded")
+    return str(MonteCarlo.objects.create(owner=owner, backtest=backtest).pk)
+
+
+def _rule_set(owner: Any) -> str:
+    return str(RuleSet.objects.create(owner=owner, name="mine", rules=RULES).pk)
+
+
+def _token(owner: Any) -> str:
+    token, _ = get_token_model().objects.create(user=owner, name="bot")
+    return str(token.public_id)
+
+
+Maker = Callable[[Any], str]
+
+# path -> ("public" | "self" | "list" | maker of the owner's object id for the path's one parameter)
+OWNERSHIP: dict[str, str | Maker] = {
+    "/api/v1/me/": "self",
+    "/api/v1/tokens/": "list",
+    "/api/v1/tokens/{public_id}/": _token,
+    "/api/v1/instruments/": "public",
+    "/api/v1/instruments/{instrument_id}/": "public",
+    "/api/v1/instruments/{instrument_id}/candles/": "public",
+    "/api/v1/instruments/{instrument_id}/structure/": "public",
+    "/api/v1/strategies/": "public",
+    "/api/v1/strategies/{key}/": "public",
+    "/api/v1/rule-sets/": "list",
+    "/api/v1/rule-sets/indicators/": "public",
+    "/api/v1/rule-sets/validate/": "public",
+    "/api/v1/rule-sets/{rule_set_id}/": _rule_set,
+    "/api/v1/backtests/": "list",
+    "/api/v1/backtests/{backtest_id}/": _backtest,
+    "/api/v1/backtests/{backtest_id}/cancel/": _backtest,
+    "/api/v1/backtests/{backtest_id}/rerun/": _backtest,
+    "/api/v1/backtests/{backtest_id}/trades/": _backtest,
+    "/api/v1/backtests/{backtest_id}/equity/": _backtest,
+    "/api/v1/optimisations/": "list",
+    "/api/v1/optimisations/{optimisation_id}/": _optimisation,
+    "/api/v1/optimisations/{optimisation_id}/cancel/": _optimisation,
+    "/api/v1/optimisations/{optimisation_id}/trials/": _optimisation,
+    "/api/v1/optimisations/{optimisation_id}/heatmap/": _optimisation,
+    "/api/v1/walk-forwards/": "list",
+    "/api/v1/walk-forwards/{walk_forward_id}/": _walk_forward,
+    "/api/v1/walk-forwards/{walk_forward_id}/cancel/": _walk_forward,
+    "/api/v1/monte-carlos/": "list",
+    "/api/v1/monte-carlos/{monte_carlo_id}/": _monte_carlo,
+    "/api/v1/monte-carlos/{monte_carlo_id}/cancel/": _monte_carlo,
+}
+
+# list path -> maker of an owner's object whose id must not appear in an outsider's list
+LIST_OBJECTS: dict[str, Maker] = {
+    "/api/v1/tokens/": _token,
+    "/api/v1/rule-sets/": _rule_set,
+    "/api/v1/backtests/": _backtest,
+    "/api/v1/optimisations/": _optimisation,
+    "/api/v1/walk-forwards/": _walk_forward,
+    "/api/v1/monte-carlos/": _monte_carlo,
+}
+
+
+def _schema_paths(tmp_path: Any) -> dict[str, list[str]]:
+    out = tmp_path / "schema.json"
+    call_command("spectacular", "--format", "openapi-json", "--file", str(out))
+    paths = json.loads(out.read_text())["paths"]
+    return {
+        path: [method for method in ops if method in {"get", "post", "put", "patch", "delete"}]
+        for path, ops in paths.items()
+    }
+
+
+def _client(user: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_every_schema_path_has_an_ownership_rule(tmp_path):
+    paths = _schema_paths(tmp_path)
+    missing = sorted(set(paths) - set(OWNERSHIP))
+    assert not missing, f"add these paths to OWNERSHIP with their rule: {missing}"
+    assert sorted(set(OWNERSHIP) - set(paths)) == [], "OWNERSHIP lists paths the schema no longer has"
+
+
+def test_outsider_gets_404_on_every_method_of_every_owned_object_route(tmp_path, alice, mallory):
+    paths = _schema_paths(tmp_path)
+    client = _client(mallory)
+    checked = 0
+    for path, rule in OWNERSHIP.items():
+        if isinstance(rule, str):
+            continue
+        object_id = rule(alice)
+        url = path.split("{")[0] + object_id + path.split("}")[1]
+        for method in paths[path]:
+            response = getattr(client, method)(url, data={}, format="json")
+            assert response.status_code in (403, 404), f"{method.upper()} {url} -> {response.status_code}"
+            checked += 1
+    # and nothing of alice's changed: none of her jobs was cancelled or rerun, her rule set is intact
+    for model in (Backtest, Optimisation, WalkForward, MonteCarlo):
+        assert not model.objects.filter(owner=alice, status="cancelled").exists(), model
+    assert Backtest.objects.filter(owner=mallory).count() == 0
+    assert RuleSet.objects.filter(owner=alice, rules=RULES).count() == RuleSet.objects.filter(owner=alice).count()
+    assert checked >= 19
+
+
+def test_outsider_lists_hold_none_of_the_owners_ids(alice, mallory):
+    client = _client(mallory)
+    for path, maker in LIST_OBJECTS.items():
+        object_id = maker(alice)
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert object_id not in json.dumps(response.json()), f"{path} shows alice's {object_id} to mallory"
