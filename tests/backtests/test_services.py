@@ -19,7 +19,7 @@ from apps.common.errors import Conflict, NotFound
 from apps.marketdata.models import Candle
 from apps.marketdata.storage import candles_frame
 from apps.strategies import services as strategy_services
-from apps.strategies.lookahead import lookahead_check
+from apps.strategies.lookahead import fingerprint, lookahead_check
 from apps.strategies.models import LookaheadVerdict
 from apps.strategies.registry import get_strategy
 from tests.backtests.platform_support import Pushed, Sent, reload, run_spec
@@ -280,6 +280,30 @@ def test_an_honest_strategy_is_not_flagged_and_can_be_deployed(alice, btc, sent,
     strategy = get_strategy("sma_cross", fast=10, slow=30)
     assert LookaheadVerdict.objects.get(strategy_key="sma_cross").is_biased is False
     strategy_services.strategy_assert_deployable(strategy=strategy)  # no exception
+
+
+def test_a_configuration_once_caught_peeking_stays_flagged_on_later_backtests(
+    alice, btc, sent, django_capture_on_commit_callbacks
+):
+    # given: an earlier run (on other candles) caught this exact configuration peeking
+    backtest = create(alice, btc, django_capture_on_commit_callbacks)
+    strategy = get_strategy(backtest.strategy_key, backtest.params)
+    LookaheadVerdict.objects.create(
+        fingerprint=fingerprint(strategy),
+        strategy_key=strategy.key,
+        params=strategy.params.as_dict(),
+        is_biased=True,
+        details={"is_biased": True, "columns": ["enter_long"]},
+        checked_at=timezone.now(),
+    )
+    # when: this run's candles do not expose any peek
+    done = run(backtest, django_capture_on_commit_callbacks)
+    # then: the backtest is still flagged, with the report that caught it, and deployment is refused
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    assert done.is_lookahead_biased is True
+    assert done.lookahead["columns"] == ["enter_long"]
+    with pytest.raises(strategy_services.LookaheadBiasedError):
+        strategy_services.strategy_assert_deployable(strategy=strategy)
 
 
 def test_the_look_ahead_check_agrees_with_the_flag_on_the_same_candles(btc):

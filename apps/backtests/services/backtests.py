@@ -173,7 +173,9 @@ def _execute(backtest: Backtest) -> None:
     strategy = run_strategy(strategy_key=backtest.strategy_key, params=backtest.params, rules=backtest.rules)
     strategy.timeframe = backtest.timeframe
     report = lookahead_check(strategy, candles)
-    lookahead_verdict_record(strategy=strategy, report=report, rule_set=backtest.rule_set)
+    # The verdict is sticky: a configuration once caught peeking stays flagged on every backtest
+    # of it, even when this run's candles happen not to expose the peek.
+    verdict = lookahead_verdict_record(strategy=strategy, report=report, rule_set=backtest.rule_set)
     timings["lookahead_ms"] = _lap(clock)
     jobs.job_progress(backtest, _CHECKED)
 
@@ -200,8 +202,8 @@ def _execute(backtest: Backtest) -> None:
                 "equity": curves,
                 "candles_count": len(candles),
                 "duration_ms": float(result.duration_ms),
-                "is_lookahead_biased": bool(report.is_biased),
-                "lookahead": jobs.json_safe(report.as_dict()),
+                "is_lookahead_biased": bool(report.is_biased or verdict.is_biased),
+                "lookahead": jobs.json_safe(report.as_dict() if report.is_biased else verdict.details),
                 "timings": timings,
             },
         )
