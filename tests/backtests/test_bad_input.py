@@ -215,3 +215,24 @@ def test_monte_carlo_of_an_unfinished_backtest_is_refused(client, btc, sent):
     response = client.post("/api/v1/monte-carlos/", {"backtest": created["id"]}, format="json")
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {"backtest": ["Only a backtest that has succeeded can be simulated."]}
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/v1/backtests/", {"strategy_key": "sma_cross", "instrument": 1, "timeframe": "1h"}, "strategy_key"),
+        (
+            "/api/v1/optimisations/",
+            {"strategy": "sma_cross", "instrument": 1, "timeframe": "1h", "trials": 5},
+            "trials",
+        ),
+        ("/api/v1/monte-carlos/", {"backtest": 1, "sims": 100}, "sims"),
+    ],
+)
+def test_a_misspelt_field_is_400_naming_it_and_nothing_is_created(alice, url, body, field):
+    client = APIClient()
+    client.force_authenticate(alice)
+    response = client.post(url, body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["error"]["fields"]
+    assert (Backtest.objects.count(), Optimisation.objects.count(), MonteCarlo.objects.count()) == (0, 0, 0)

@@ -24,7 +24,20 @@ _TIMEFRAME_ERRORS: dict[str, Any] = {
 # --- inputs -------------------------------------------------------------------------------------
 
 
-class RunInputSerializer(serializers.Serializer[Any]):
+class StrictInputSerializer(serializers.Serializer[Any]):
+    """Refuses fields it does not know (a misspelt `strategy_key` must not silently become "no
+    strategy", nor a misspelt `fee` silently run with the default)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                known = ", ".join(sorted(self.fields))
+                raise serializers.ValidationError({name: [f"Unknown field; this takes: {known}."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class RunInputSerializer(StrictInputSerializer):
     """What to run. Either `strategy` (+ `params`) or `rule_set` (runs as the `rules` strategy)."""
 
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=120)
@@ -60,7 +73,7 @@ class RunInputSerializer(serializers.Serializer[Any]):
         }
 
 
-class SearchInputSerializer(serializers.Serializer[Any]):
+class SearchInputSerializer(StrictInputSerializer):
     method = serializers.ChoiceField(choices=Optimisation.Method.choices, default=Optimisation.Method.GRID)
     objective = serializers.ChoiceField(choices=Optimisation.Objective.choices, default=Optimisation.Objective.SHARPE)
     space = serializers.DictField(
@@ -87,7 +100,7 @@ class WalkForwardInputSerializer(RunInputSerializer, SearchInputSerializer):
     n_trials = serializers.IntegerField(default=50, help_text="TPE trials per window.")
 
 
-class MonteCarloInputSerializer(serializers.Serializer[Any]):
+class MonteCarloInputSerializer(StrictInputSerializer):
     backtest = serializers.IntegerField(help_text="One of your succeeded backtests.")
     method = serializers.ChoiceField(choices=MonteCarlo.Method.choices, default=MonteCarlo.Method.RESAMPLE)
     simulations = serializers.IntegerField(default=5000)
