@@ -34,7 +34,9 @@ class LookaheadVerdict(TimeStampedModel):
     fingerprint = models.CharField(max_length=64, unique=True)
     strategy_key = models.CharField(max_length=80, db_index=True)
     params = models.JSONField(default=dict)
-    rule_set = models.ForeignKey(RuleSet, null=True, blank=True, on_delete=models.CASCADE, related_name="verdicts")
+    # SET_NULL: a verdict may be shared by identical rules of several users; deleting one rule set
+    # must not delete a biased verdict (that would clear the flag).
+    rule_set = models.ForeignKey(RuleSet, null=True, blank=True, on_delete=models.SET_NULL, related_name="verdicts")
     is_biased = models.BooleanField(default=False)
     details = models.JSONField(default=dict, help_text="Which columns changed, at which bars, on how many truncations.")
     checked_at = models.DateTimeField()

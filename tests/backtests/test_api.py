@@ -230,3 +230,21 @@ def test_outsider_cannot_run_with_someone_elses_rule_set(client, mallory, btc, s
     assert response.json()["error"] == missing.json()["error"]
     assert response.json()["error"]["fields"] == {"rule_set": ["No such rule set."]}
     assert not BacktestTrade.objects.exists() and Backtest.objects.count() == 0
+
+
+def test_a_page_is_never_larger_than_the_ceiling_whatever_limit_asks(alice, btc):
+    from datetime import UTC, datetime
+
+    backtest = Backtest.objects.create(
+        owner=alice, strategy_key="sma_cross", instrument=btc, timeframe="1h", status="succeeded"
+    )
+    at = datetime(2021, 1, 1, tzinfo=UTC)
+    BacktestTrade.objects.bulk_create(
+        BacktestTrade(backtest=backtest, number=n, side="long", entry_at=at, entry_price=1.0, size=1.0)
+        for n in range(1, 1101)
+    )
+    client = APIClient()
+    client.force_authenticate(alice)
+    page = client.get(f"/api/v1/backtests/{backtest.pk}/trades/?limit=100000000").json()
+    assert page["count"] == 1100
+    assert len(page["results"]) == 1000 and page["next"]

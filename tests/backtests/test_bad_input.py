@@ -166,6 +166,7 @@ WALK_FORWARD_CASES = [
     ("train ratio of 0", {"train_ratio": 0.0}, "train_ratio"),
     ("unknown mode", {"mode": "sideways"}, "mode"),
     ("space above the bounds", {"space": {"slow": {"low": 20, "high": 100_000}}}, "space.slow.high"),
+    ("windows x trials over the budget", {"method": "tpe", "windows_count": 20, "n_trials": 5000}, "n_trials"),
 ]
 
 
@@ -236,3 +237,29 @@ def test_a_misspelt_field_is_400_naming_it_and_nothing_is_created(alice, url, bo
     assert response.status_code == 400
     assert field in response.json()["error"]["fields"]
     assert (Backtest.objects.count(), Optimisation.objects.count(), MonteCarlo.objects.count()) == (0, 0, 0)
+
+
+def test_a_user_with_the_maximum_of_active_jobs_gets_429_and_others_are_unaffected(
+    client, alice, bob, btc, sent: Sent, settings
+):
+    # given: alice has as many jobs queued as she may
+    settings.BACKTEST_MAX_ACTIVE_JOBS = 3
+    for _ in range(3):
+        assert client.post("/api/v1/backtests/", body(btc), format="json").status_code == 201
+    # when: she asks for one more, of any kind
+    refused = client.post("/api/v1/backtests/", body(btc), format="json")
+    small = {"fast": {"low": 5, "high": 10, "step": 5}, "slow": {"low": 30, "high": 40, "step": 10}}
+    refused_search = client.post("/api/v1/optimisations/", research_body(btc, space=small), format="json")
+    # then: 429 with a message, nothing stored; bob still gets his job
+    assert refused.status_code == refused_search.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_jobs"
+    assert "limit is 3" in refused.json()["error"]["message"]
+    assert Backtest.objects.filter(owner=alice).count() == 3 and Optimisation.objects.count() == 0
+    bobs = APIClient()
+    bobs.force_authenticate(bob)
+    assert bobs.post("/api/v1/backtests/", body(btc), format="json").status_code == 201
+    # and once one of hers finishes, she can queue again
+    Backtest.objects.filter(owner=alice).filter(pk=Backtest.objects.filter(owner=alice).first().pk).update(
+        status="succeeded"
+    )
+    assert client.post("/api/v1/backtests/", body(btc), format="json").status_code == 201

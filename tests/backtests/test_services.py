@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.backtests import services, tasks
 from apps.backtests.engine import run_backtest
-from apps.backtests.models import Backtest, BacktestTrade, JobStatus
+from apps.backtests.models import Backtest, BacktestTrade, JobStatus, Optimisation
 from apps.backtests.services import backtests as backtest_services
 from apps.backtests.services import jobs
 from apps.common.errors import Conflict, NotFound
@@ -468,6 +468,7 @@ def test_the_reaper_task_sends_lost_queued_jobs_again_once_per_period(
     alice, btc, sent: Sent, django_capture_on_commit_callbacks, settings
 ):
     settings.BACKTEST_REQUEUE_SECONDS = 600
+    settings.EMBEDDED = True  # only the in-memory broker loses queued messages
     lost = create(alice, btc, django_capture_on_commit_callbacks)
     fresh = create(alice, btc, django_capture_on_commit_callbacks)
     Backtest.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(seconds=601))
@@ -477,6 +478,60 @@ def test_the_reaper_task_sends_lost_queued_jobs_again_once_per_period(
     tasks.jobs_reap()  # its clock was reset: not sent again yet
     assert sent["backtest_run"][len(before) :] == [(lost.pk,)]
     assert reload(fresh).status == reload(lost).status == JobStatus.QUEUED
+
+
+def test_with_a_broker_that_keeps_messages_the_reaper_sends_nothing_again(
+    alice, btc, sent: Sent, django_capture_on_commit_callbacks, settings
+):
+    settings.BACKTEST_REQUEUE_SECONDS = 600
+    settings.EMBEDDED = False
+    waiting = create(alice, btc, django_capture_on_commit_callbacks)
+    Backtest.objects.filter(pk=waiting.pk).update(updated_at=timezone.now() - timedelta(seconds=3600))
+    before = list(sent["backtest_run"])
+    tasks.jobs_reap()
+    assert sent["backtest_run"][len(before) :] == []
+    assert reload(waiting).status == JobStatus.QUEUED
+
+
+def test_an_optimisation_waiting_for_queued_chunks_outlives_the_time_limit(
+    alice, btc, django_capture_on_commit_callbacks, settings
+):
+    # given: an optimisation whose last stored chunk was 31 minutes ago (its other chunks wait
+    # in the queue behind other users' work), and a backtest silent for as long
+    settings.BACKTEST_TIME_LIMIT_SECONDS = 1800
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    now = timezone.now()
+    optimisation = Optimisation.objects.create(
+        owner=alice, strategy_key="sma_cross", instrument=btc, timeframe="1h", status=JobStatus.RUNNING
+    )
+    silent = create(alice, btc, django_capture_on_commit_callbacks)
+    Backtest.objects.filter(pk=silent.pk).update(status=JobStatus.RUNNING)
+    for model, pk in ((Optimisation, optimisation.pk), (Backtest, silent.pk)):
+        model.objects.filter(pk=pk).update(updated_at=now - timedelta(seconds=1800 + 61 + 1))
+    # when
+    reaped = services.jobs_reap(now=now)
+    # then: the backtest's worker is dead; the optimisation is only waiting
+    assert (reaped["backtest"], reaped["optimisation"]) == (1, 0)
+    assert reload(optimisation).status == JobStatus.RUNNING
+    # and once even a lost chunk would have been redelivered and timed out, it is given up
+    later = now + timedelta(seconds=3600 + 1800)
+    assert services.jobs_reap(now=later)["optimisation"] == 1
+    assert reload(optimisation).status == JobStatus.FAILED
+
+
+def test_a_job_past_its_time_limit_is_failed_at_its_next_progress_step(
+    alice, btc, sent, django_capture_on_commit_callbacks, settings, pushed: Pushed
+):
+    # The embedded thread pool ignores Celery's time limits: the job itself keeps the limit.
+    settings.BACKTEST_TIME_LIMIT_SECONDS = 600
+    backtest = create(alice, btc, django_capture_on_commit_callbacks)
+    job = jobs.job_claim(Backtest, backtest.pk)
+    assert job is not None
+    job.started_at = timezone.now() - timedelta(seconds=601)
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(jobs.JobStopped):
+        jobs.job_progress(job, 0.5)
+    assert reload(backtest).status == JobStatus.FAILED
+    assert reload(backtest).error == "The job took longer than the time limit (600 s)."
 
 
 def test_a_job_reaped_while_its_worker_was_only_slow_stops_without_storing(

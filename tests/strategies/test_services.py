@@ -207,3 +207,16 @@ def test_the_peeking_test_strategy_is_caught_by_the_real_check(db):
     assert verdict.is_biased is True
     with pytest.raises(services.LookaheadBiasedError):
         services.strategy_assert_deployable(strategy=PeekingStrategy())
+
+
+def test_deleting_a_rule_set_keeps_a_biased_verdict_shared_with_identical_rules(alice):
+    from django.utils import timezone
+
+    rules = {"version": 1, "enter_long": {"left": {"column": "close"}, "op": ">", "right": {"value": 1}}}
+    rule_set = RuleSet.objects.create(owner=alice, name="mine", rules=rules)
+    LookaheadVerdict.objects.create(
+        fingerprint="f" * 64, strategy_key="rules", rule_set=rule_set, is_biased=True, checked_at=timezone.now()
+    )
+    services.rule_set_delete(rule_set=rule_set)
+    verdict = LookaheadVerdict.objects.get(fingerprint="f" * 64)
+    assert verdict.is_biased is True and verdict.rule_set is None

@@ -182,6 +182,8 @@ HEARTBEAT_MAX_AGE_SECONDS = 60
 # visibility timeout above, or a slow job would be handed to a second worker.
 BACKTEST_TIME_LIMIT_SECONDS = env.int("BACKTEST_TIME_LIMIT_SECONDS", default=1800)
 BACKTEST_REAP_GRACE_SECONDS = 60
+# Jobs (backtests, optimisations, walk-forwards, Monte Carlo) one user may have queued or running.
+BACKTEST_MAX_ACTIVE_JOBS = env.int("BACKTEST_MAX_ACTIVE_JOBS", default=10)
 # A job still queued after this long lost its message (an embedded worker's in-memory broker
 # does not survive a restart): the reaper sends it again; the claim makes duplicates harmless.
 BACKTEST_REQUEUE_SECONDS = env.int("BACKTEST_REQUEUE_SECONDS", default=600)
@@ -272,7 +274,7 @@ REST_FRAMEWORK = {
         "rest_framework.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "600/min"},
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "apps.common.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -78,6 +78,7 @@ def backtest_create(
     name = (name or "").strip()
     if len(name) > 120:
         raise RunInputError("Keep the name under 120 characters.", field="name")
+    jobs.jobs_assert_capacity(owner=owner)
     with transaction.atomic():
         backtest = Backtest(owner=owner, name=name, rerun_of=rerun_of, **spec.fields())
         backtest.full_clean()

@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from apps.backtests.models import Backtest, JobStatus, MonteCarlo, Optimisation, WalkForward
 from apps.common.broadcast import broadcast
+from apps.common.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,27 @@ KINDS: dict[JobModel, str] = {
     MonteCarlo: "monte_carlo",
 }
 ERROR_MAX_LENGTH = 2000
+
+
+class TooManyJobsError(ApplicationError):
+    """The user already has BACKTEST_MAX_ACTIVE_JOBS jobs queued or running."""
+
+    status_code = 429
+    default_code = "too_many_jobs"
+
+
+def jobs_assert_capacity(*, owner: Any) -> None:
+    """Refuse a new job while the owner has BACKTEST_MAX_ACTIVE_JOBS queued or running (all
+    kinds together): one user must not be able to fill the backtest workers for everyone."""
+    limit = int(settings.BACKTEST_MAX_ACTIVE_JOBS)
+    active = sum(
+        model.objects.filter(owner=owner, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)).count() for model in KINDS
+    )
+    if active >= limit:
+        raise TooManyJobsError(
+            f"You have {active} jobs queued or running (the limit is {limit}). "
+            "Wait for some to finish, or cancel some, then try again."
+        )
 
 
 class JobStopped(Exception):
@@ -88,9 +110,24 @@ def job_claim[J: (Backtest, Optimisation, WalkForward, MonteCarlo)](model: type[
 
 
 def job_progress(job: Job, fraction: float) -> None:
-    """Record progress (0..1) and bump the heartbeat; JobStopped when no longer running."""
+    """Record progress (0..1) and bump the heartbeat; JobStopped when no longer running.
+
+    A single-task job (backtest, walk-forward, Monte Carlo) past BACKTEST_TIME_LIMIT_SECONDS since
+    its start is failed here and stopped: the embedded mode's thread pool ignores Celery's time
+    limits, and a job that keeps reporting progress never looks dead to the reaper. (An
+    optimisation's chunks are separate tasks, each under Celery's own limit.)
+    """
     fraction = min(max(float(fraction), 0.0), 1.0)
     now = timezone.now()
+    started_at = getattr(job, "started_at", None)
+    if (
+        not isinstance(job, Optimisation)
+        and started_at is not None
+        and now - started_at > timedelta(seconds=_time_limit())
+    ):
+        message = f"The job took longer than the time limit ({_time_limit()} s)."
+        job_fail(type(job), int(job.pk), message)  # type: ignore[type-var]  # a union of the job kinds
+        raise JobStopped
     updated = type(job).objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(progress=fraction, updated_at=now)
     if not updated:
         raise JobStopped
@@ -192,16 +229,28 @@ def _time_limit() -> int:
     return int(settings.BACKTEST_TIME_LIMIT_SECONDS)
 
 
+def _silence_allowed(model: JobModel) -> int:
+    """Seconds a running job may go without a heartbeat before it counts as dead. An
+    optimisation's heartbeat is its chunks: they may wait in the queue behind other work, and a
+    chunk whose worker died is redelivered by the broker after its visibility timeout, so the
+    optimisation is only given up after that too."""
+    allowed = _time_limit() + int(settings.BACKTEST_REAP_GRACE_SECONDS)
+    if model is Optimisation:
+        visibility = float(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600))
+        allowed += int(visibility) + _time_limit()
+    return allowed
+
+
 def jobs_reap(*, now: Any = None, requeue: Callable[[JobModel, int], None] | None = None) -> dict[str, int]:
-    """Fail running jobs without a heartbeat for longer than BACKTEST_TIME_LIMIT_SECONDS (their
-    worker died), and hand queued jobs older than BACKTEST_REQUEUE_SECONDS to `requeue`.
-    Returns counts per kind of what was failed."""
+    """Fail running jobs without a heartbeat for longer than they may be silent (their worker
+    died; see `_silence_allowed`), and hand queued jobs older than BACKTEST_REQUEUE_SECONDS to
+    `requeue`. Returns counts per kind of what was failed."""
     now = now or timezone.now()
     limit = _time_limit()
-    stale_before = now - timedelta(seconds=limit + settings.BACKTEST_REAP_GRACE_SECONDS)
     requeue_before = now - timedelta(seconds=settings.BACKTEST_REQUEUE_SECONDS)
     reaped: dict[str, int] = {}
     for model in KINDS:
+        stale_before = now - timedelta(seconds=_silence_allowed(model))
         stale = list(
             model.objects.filter(status=JobStatus.RUNNING, updated_at__lt=stale_before).values_list("pk", flat=True)
         )

@@ -72,6 +72,7 @@ def monte_carlo_create(
     loss_threshold = _number(loss_threshold, "loss_threshold", 0.0, 1.0, low_open=True)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
         raise RunInputError("Give a whole number, 0 or more, or leave it empty.", field="seed")
+    jobs.jobs_assert_capacity(owner=owner)
     with transaction.atomic():
         job = MonteCarlo(
             owner=owner,

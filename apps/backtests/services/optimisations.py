@@ -136,6 +136,7 @@ def optimisation_create(
     _, trials = search_plan(
         strategy_key=spec.strategy_key, params=spec.params, method=method, space=space, n_trials=n_trials
     )
+    jobs.jobs_assert_capacity(owner=owner)
     with transaction.atomic():
         optimisation = Optimisation(
             owner=owner,

@@ -104,6 +104,14 @@ def walk_forward_create(
     _, trials = search_plan(
         strategy_key=spec.strategy_key, params=spec.params, method=method, space=space, n_trials=n_trials
     )
+    # One task runs every window's search: bound the whole, not just one window's.
+    budget = int(django_settings.OPTIMISATION_MAX_TRIALS)
+    if trials * windows_count > budget:
+        raise RunInputError(
+            f"{windows_count} windows x {trials} trials = {trials * windows_count} backtests; the limit is "
+            f"{budget}. Use fewer windows, fewer trials or a narrower grid.",
+            field="n_trials" if method == Optimisation.Method.TPE else "space",
+        )
     # The run keeps the search's largest warm-up as history before the first window: check the
     # windows fit with that, so a wide search is refused here rather than failing later.
     research.windows(
@@ -115,6 +123,7 @@ def walk_forward_create(
             strategy_key=spec.strategy_key, space=space, base_params=spec.params, timeframe=spec.timeframe
         ),
     )
+    jobs.jobs_assert_capacity(owner=owner)
     with transaction.atomic():
         walk_forward = WalkForward(
             owner=owner,

@@ -41,7 +41,7 @@ class Migration(migrations.Migration):
                 ('is_biased', models.BooleanField(default=False)),
                 ('details', models.JSONField(default=dict, help_text='Which columns changed, at which bars, on how many truncations.')),
                 ('checked_at', models.DateTimeField()),
-                ('rule_set', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='verdicts', to='strategies.ruleset')),
+                ('rule_set', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='verdicts', to='strategies.ruleset')),
             ],
             options={
                 'ordering': ['-checked_at'],
