@@ -184,7 +184,7 @@ BACKTEST_TIME_LIMIT_SECONDS = env.int("BACKTEST_TIME_LIMIT_SECONDS", default=180
 BACKTEST_REAP_GRACE_SECONDS = 60
 # Jobs (backtests, optimisations, walk-forwards, Monte Carlo) one user may have queued or running.
 BACKTEST_MAX_ACTIVE_JOBS = env.int("BACKTEST_MAX_ACTIVE_JOBS", default=10)
-# A job still queued after this long lost its message (an embedded worker's in-memory broker
+# Embedded mode only: a job still queued after this long lost its message (the in-memory broker
 # does not survive a restart): the reaper sends it again; the claim makes duplicates harmless.
 BACKTEST_REQUEUE_SECONDS = env.int("BACKTEST_REQUEUE_SECONDS", default=600)
 CELERY_BEAT_SCHEDULE["backtests-jobs-reap"] = {
