@@ -219,11 +219,40 @@ def lookahead_status(backtest: Backtest) -> dict[str, str]:
     return {"state": "unchecked", "message": "The look-ahead check did not run for this backtest."}
 
 
+# A report lists at most this many trades: rendering 20,000 took 6.6 s and 7.2 MB, and a long
+# backtest can hold 250,000. Beyond it, the first and the last half are listed with a row
+# between them saying how many were left out; the CSV download has every trade.
+REPORT_MAX_TRADES = 2_000
+
+
+def report_trades(backtest: Backtest) -> tuple[list[dict[str, Any]], int]:
+    """The trade rows of the report and the backtest's number of trades. With more than
+    REPORT_MAX_TRADES: the first and the last REPORT_MAX_TRADES // 2, and between them one row
+    ``{"omitted": count, "first": number, "last": number, "shown": REPORT_MAX_TRADES // 2}``
+    for the trades left out. Reads at most REPORT_MAX_TRADES rows (a count, then one or two
+    bounded queries)."""
+    trades = selectors.backtest_trades(backtest=backtest)
+    total = trades.count()
+    if total <= REPORT_MAX_TRADES:
+        return [trade_row(t) for t in trades[:REPORT_MAX_TRADES]], total
+    half = REPORT_MAX_TRADES // 2
+    head = [trade_row(t) for t in trades[:half]]
+    tail = [trade_row(t) for t in list(trades.order_by("-number")[:half])[::-1]]
+    gap = {
+        "omitted": total - len(head) - len(tail),
+        "first": head[-1]["number"] + 1,
+        "last": tail[0]["number"] - 1,
+        "shown": half,
+    }
+    return [*head, gap, *tail], total
+
+
 def backtest_report_html(backtest: Backtest) -> str:
     """One self-contained HTML document for a finished backtest: settings, metrics beside
-    buy-and-hold, the look-ahead status, equity and drawdown charts (inline SVG) and every
-    trade. No script, font or external reference."""
-    trades = [trade_row(t) for t in selectors.backtest_trades(backtest=backtest)]
+    buy-and-hold, the look-ahead status, equity and drawdown charts (inline SVG) and its trades
+    (all of them up to REPORT_MAX_TRADES, else the first and the last; metrics and charts always
+    cover the whole backtest). No script, font or external reference."""
+    trades, trades_total = report_trades(backtest)
     rules_text: list[tuple[str, str]] = []
     if backtest.rules:
         rules_text = [(slot, text) for slot, text in rules_as_text(rules=backtest.rules).items() if text]
@@ -239,6 +268,7 @@ def backtest_report_html(backtest: Backtest) -> str:
             "lookahead": lookahead_status(backtest),
             "charts": equity_charts(backtest.equity or {}),
             "trades": trades,
+            "trades_total": trades_total,
             "generated_at": timezone.now(),
         },
     )

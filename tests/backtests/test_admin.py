@@ -5,10 +5,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEvent
 from apps.backtests import services, tasks
 from apps.backtests.models import Backtest, JobStatus, MonteCarlo, Optimisation, WalkForward
+from apps.marketdata import services as market_services
 from tests.backtests.platform_support import Sent, reload, run_spec
 from tests.factories import UserFactory
 from tests.users.steps import verified_client
@@ -69,6 +72,40 @@ def test_lists_and_detail_pages_render_read_only(staff_client, jobs, model, kind
     body = detail.content.decode()
     assert 'name="status"' not in body and 'name="params"' not in body  # facts, not a form
     assert staff_client.get(f"/admin/backtests/{model}/add/").status_code == 403
+
+
+def test_monte_carlo_list_reads_probability_of_loss_without_a_query_per_row(
+    staff_client, alice, django_assert_max_num_queries
+):
+    # given: finished Monte Carlo runs whose results hold a big sample of paths besides P(loss)
+    instrument = market_services.instrument_get_or_create(venue="binance", symbol="BTC/USDT")
+    backtest = Backtest.objects.create(
+        owner=alice, strategy_key="sma_cross", instrument=instrument, timeframe="1h", status=JobStatus.SUCCEEDED
+    )
+
+    def add_runs(count: int, start: int) -> None:
+        for number in range(start, start + count):
+            results = {"probability_of_loss": number / 100 + 0.0012, "paths": {"equity": [[1.0] * 500] * 20}}
+            MonteCarlo.objects.create(owner=alice, backtest=backtest, status=JobStatus.SUCCEEDED, results=results)
+
+    add_runs(1, start=1)
+    staff_client.get("/admin/backtests/montecarlo/")  # warm the session and caches
+    with CaptureQueriesContext(connection) as one_row:
+        first = staff_client.get("/admin/backtests/montecarlo/")
+    assert first.status_code == 200 and "1.12 %" in first.content.decode()
+
+    # when: nine more rows
+    add_runs(9, start=2)
+    with django_assert_max_num_queries(len(one_row.captured_queries)):
+        listing = staff_client.get("/admin/backtests/montecarlo/")
+
+    # then: as many queries as for one row, and every row shows its probability of loss
+    body = listing.content.decode()
+    assert listing.status_code == 200
+    assert all(f"{number + 0.12:.2f} %" in body for number in range(1, 11))
+    # The column sorts by the annotated value.
+    ordered = staff_client.get("/admin/backtests/montecarlo/", {"o": "8"}).content.decode()
+    assert ordered.index("1.12 %") < ordered.index("10.12 %")
 
 
 def test_backtest_list_shows_key_metrics_and_filters(staff_client, jobs):

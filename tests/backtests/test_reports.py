@@ -6,16 +6,20 @@ script and nothing fetched from anywhere (no http(s) src/href, no stylesheet lin
 
 import math
 import re
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from html.parser import HTMLParser
 from typing import Any
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.backtests import reports, svg
-from apps.backtests.models import Backtest, JobStatus
+from apps.backtests.models import Backtest, BacktestTrade, JobStatus
 from apps.backtests.research.montecarlo import monte_carlo
+from apps.marketdata import services as market_services
 from apps.marketdata.models import Instrument
 from tests.backtests import platform_support, test_views
 from tests.backtests.platform_support import Sent
@@ -102,6 +106,7 @@ def test_report_holds_the_settings_metrics_look_ahead_status_and_every_trade(fin
     body = html.split('id="trades"')[1].split("</table>")[0]
     rows = re.findall(r"<tr><td class=\"num\">(\d+)</td>", body)
     assert [int(n) for n in rows] == [t.number for t in trades]
+    assert "left out" not in text and 'id="trades-omitted"' not in html
     # Every metric, formatted as the page formats it.
     metrics_table = html.split('id="metrics"')[1].split("</table>")[0]
     for key, value in finished.metrics.items():
@@ -139,6 +144,79 @@ def test_equity_chart_draws_the_stored_curve(finished):
     assert points[best][1] == min(p[1] for p in points) and points[worst][1] == max(p[1] for p in points)
     # x follows time from the left edge to the right.
     assert [p[0] for p in points] == sorted(p[0] for p in points)
+
+
+def backtest_with_trades(owner: Any, count: int) -> Backtest:
+    """A finished backtest with ``count`` stored trades (numbered 1..count), no engine run."""
+    instrument = market_services.instrument_get_or_create(venue="binance", symbol="BTC/USDT")
+    backtest = Backtest.objects.create(
+        owner=owner,
+        strategy_key="sma_cross",
+        params={"fast": 10, "slow": 30},
+        instrument=instrument,
+        timeframe="1h",
+        status=JobStatus.SUCCEEDED,
+        metrics={"trades": count, "total_return": 0.25},
+    )
+    start = datetime(2021, 1, 1, tzinfo=UTC)
+    BacktestTrade.objects.bulk_create(
+        BacktestTrade(
+            backtest=backtest,
+            number=number,
+            side=BacktestTrade.Side.LONG,
+            entry_at=start + timedelta(hours=2 * number),
+            entry_price=100.0 + number,
+            exit_at=start + timedelta(hours=2 * number + 1),
+            exit_price=101.0 + number,
+            size=1.0,
+            pnl=1.0,
+            return_pct=0.01,
+            bars_held=1,
+            exit_reason="signal",
+        )
+        for number in range(1, count + 1)
+    )
+    return backtest
+
+
+def listed_trades(html: str) -> list[int]:
+    body = html.split('id="trades"')[1].split("</table>")[0]
+    return [int(n) for n in re.findall(r"<tr><td class=\"num\">(\d+)</td>", body)]
+
+
+def test_report_of_many_trades_lists_the_first_and_last_thousand_and_says_how_many_are_left_out(alice):
+    # given: more trades than a report lists
+    backtest = backtest_with_trades(alice, 2_500)
+
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        html = reports.backtest_report_html(backtest)
+
+    # then: trades 1..1,000 and 1,501..2,500, and one row between them for the 500 left out
+    listed = listed_trades(html)
+    assert listed == [*range(1, 1_001), *range(1_501, 2_501)]
+    assert {1, 1_000, 1_501, 2_500} <= set(listed) and not {1_001, 1_500} & set(listed)
+    document = parse(html)
+    assert document.errors == [] and document.stack == []
+    text = re.sub(r"\s+", " ", "".join(document.text))
+    assert "500 trades left out here (#1,001 to #1,500)" in text
+    assert "first and the last 1,000 of 2,500 trades" in text and "CSV download" in text
+    assert "Trades (2,500)" in text
+    # Metrics still describe the whole backtest.
+    metrics_table = html.split('id="metrics"')[1].split("</table>")[0]
+    assert "2,500" in metrics_table.split('data-metric="trades"')[1].split("</tr>")[0]
+    # No read of the trades table is unbounded.
+    reads = [q["sql"] for q in queries.captured_queries if "backtesttrade" in q["sql"].lower()]
+    assert reads and all("LIMIT" in sql.upper() or "COUNT(" in sql.upper() for sql in reads), reads
+
+
+def test_report_lists_every_trade_up_to_the_cap_without_a_note(alice):
+    backtest = backtest_with_trades(alice, reports.REPORT_MAX_TRADES)
+
+    html = reports.backtest_report_html(backtest)
+
+    assert listed_trades(html) == list(range(1, reports.REPORT_MAX_TRADES + 1))
+    assert "left out" not in html and 'id="trades-omitted"' not in html
 
 
 def test_report_filename_is_safe():

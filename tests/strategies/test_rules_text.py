@@ -17,6 +17,7 @@ from apps.strategies.rules import (
     parse_condition_text,
     validate_condition,
 )
+from apps.strategies.rules.text import MAX_PARENTHESES, MAX_TEXT_LENGTH
 
 
 def rsi(period: int = 14) -> dict[str, Any]:
@@ -94,6 +95,43 @@ def test_syntax_and_validation_errors_are_readable(text, fragment):
     messages = [message for messages in caught.value.fields.values() for message in messages]
     assert any(fragment in message for message in messages), messages
     assert all(path.startswith("rules.enter_long") for path in caught.value.fields)
+
+
+def test_deep_parentheses_are_refused_with_a_readable_error_not_a_crash():
+    # given: 400 pairs of parentheses (one parser recursion each), then just one too many
+    for depth in (400, MAX_PARENTHESES + 1):
+        text = "(" * depth + "close > 1" + ")" * depth
+
+        # when / then
+        with pytest.raises(RuleSetError) as caught:
+            parse_condition_text(text, path="conditions.enter_long")
+        assert list(caught.value.fields) == ["conditions.enter_long"]
+        (message,) = caught.value.fields["conditions.enter_long"]
+        assert f"Too many parentheses inside one another: at most {MAX_PARENTHESES} levels" in message
+        assert f"at character {MAX_PARENTHESES + 1} ('(')" in message
+
+
+def test_parentheses_up_to_the_limit_still_parse():
+    nested = "(" * MAX_PARENTHESES + "close > 1" + ")" * MAX_PARENTHESES
+    assert parse_condition_text(nested) == parse_condition_text("close > 1")
+    grouped = "((close > 1 or (close > 2 and (close > 3 or close > 4))))"
+    assert parse_condition_text(grouped) == parse_condition_text("close > 1 or close > 2 and (close > 3 or close > 4)")
+
+
+def test_over_long_text_is_refused_before_parsing():
+    text = " and ".join(["close > sma(200)"] * 200)
+    assert len(text) > MAX_TEXT_LENGTH
+
+    with pytest.raises(RuleSetError) as caught:
+        parse_condition_text(text, path="conditions.exit_long")
+
+    assert caught.value.fields == {
+        "conditions.exit_long": [
+            f"The condition is too long: {len(text):,} characters, at most {MAX_TEXT_LENGTH:,} are allowed. Shorten it."
+        ]
+    }
+    # The limit itself is fine (blanks count as characters).
+    assert parse_condition_text("close > 1".ljust(MAX_TEXT_LENGTH)) == parse_condition_text("close > 1")
 
 
 def test_format_writes_every_argument_and_multi_outputs():

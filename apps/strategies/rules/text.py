@@ -16,6 +16,11 @@ Grammar (case-insensitive keywords, ``and`` binds tighter than ``or``)::
 ``@4h`` reads the operand on closed 4h bars; ``[1]`` is the value one bar back (in the operand's
 timeframe). :func:`format_condition` writes every argument and the output of multi-output
 indicators, so ``parse_condition_text(format_condition(node)) == node`` for a normalised node.
+
+Limits: a condition is at most MAX_TEXT_LENGTH characters, with at most MAX_PARENTHESES levels of
+parentheses inside one another. That is twice the MAX_DEPTH levels of and/or groups validation
+allows, so redundant pairs fit, while the parser (one recursion per pair) stays far from
+Python's recursion limit.
 """
 
 import re
@@ -23,7 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.strategies.rules.catalogue import COLUMNS, INDICATORS
-from apps.strategies.rules.validate import OPERATORS, RuleSetError, validate_condition
+from apps.strategies.rules.validate import MAX_DEPTH, OPERATORS, RuleSetError, validate_condition
+
+MAX_TEXT_LENGTH = 2_000  # characters of one condition
+MAX_PARENTHESES = 2 * MAX_DEPTH  # parentheses inside one another
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -67,6 +75,7 @@ class _Parser:
         self.path = path
         self.tokens = _tokens(text, path)
         self.index = 0
+        self.depth = 0  # parentheses open at the current token
 
     # ---- helpers ----------------------------------------------------------------------------
 
@@ -121,9 +130,16 @@ class _Parser:
 
     def atom(self) -> dict[str, Any]:
         if self.at("punct", "("):
+            if self.depth >= MAX_PARENTHESES:
+                raise self.fail(
+                    f"Too many parentheses inside one another: at most {MAX_PARENTHESES} levels are allowed. "
+                    "Remove the extra pairs, starting with the one"
+                )
             self.index += 1
+            self.depth += 1
             node = self.condition()
             self.expect("punct", ")", "a closing parenthesis")
+            self.depth -= 1
             return node
         left = self.operand()
         op = self.operator()
@@ -219,11 +235,21 @@ def _number(text: str) -> float:
 def parse_condition_text(text: str, *, path: str = "condition") -> dict[str, Any]:
     """The normalised condition written in ``text`` (see the module docstring for the grammar).
 
-    Raises RuleSetError at ``path`` for a syntax error (with the character where it happened) and
-    for anything :func:`~apps.strategies.rules.validate.validate_condition` refuses.
+    Raises RuleSetError at ``path`` for a syntax error (with the character where it happened), for
+    text over MAX_TEXT_LENGTH characters or MAX_PARENTHESES levels of parentheses, and for
+    anything :func:`~apps.strategies.rules.validate.validate_condition` refuses.
     """
     if not isinstance(text, str):
         raise RuleSetError({path: ["The condition must be text."]})
+    if len(text) > MAX_TEXT_LENGTH:
+        raise RuleSetError(
+            {
+                path: [
+                    f"The condition is too long: {len(text):,} characters, "
+                    f"at most {MAX_TEXT_LENGTH:,} are allowed. Shorten it."
+                ]
+            }
+        )
     tree = _Parser(text, path).parse()
     return validate_condition(tree, path=path)
 
