@@ -3,8 +3,9 @@
 A strategy is pure pandas (no Django, no I/O). ``compute(candles)`` receives a frame indexed by
 the bars' open times (aware UTC) with columns ``open high low close volume`` and returns it with
 boolean columns ``enter_long, exit_long, enter_short, exit_short`` added (absent columns count as
-all-False) and optionally float columns ``stop_price`` / ``target_price`` (NaN = none). Row t may
-use candles up to and including t, never later: the look-ahead check
+all-False; in a column of another dtype a missing value (NaN, None, NA) counts as False, any other
+value by its truth) and optionally float columns ``stop_price`` / ``target_price`` (NaN = none).
+Row t may use candles up to and including t, never later: the look-ahead check
 (:mod:`apps.strategies.lookahead`) enforces it.
 
 Exits common to every strategy (stop loss, take profit, trailing stop, break-even, time exit) are
@@ -93,18 +94,16 @@ def signals(strategy: Strategy, candles: pd.DataFrame) -> pd.DataFrame:
     size = len(candles)
     columns: dict[str, np.ndarray] = {}
     for column in SIGNAL_COLUMNS:
-        if column in result:
-            values = result[column]
-            if values.dtype != bool:
-                if values.isna().any() and values.dtype == object:
-                    values = values.fillna(False)
-                try:
-                    values = values.astype(bool)
-                except (TypeError, ValueError) as exc:
-                    raise StrategyComputeError(f"{strategy.describe()}: column {column} is not boolean.") from exc
-            columns[column] = values.to_numpy(dtype=bool)
-        else:
+        if column not in result:
             columns[column] = np.zeros(size, dtype=bool)
+            continue
+        values = result[column]
+        try:
+            # Missing means no signal, whatever the dtype: a shifted 0/1 float column is NaN in
+            # its warm-up, and a plain astype(bool) would make every NaN an entry.
+            columns[column] = values.to_numpy() if values.dtype == bool else values.to_numpy(dtype=bool, na_value=False)
+        except (TypeError, ValueError) as exc:
+            raise StrategyComputeError(f"{strategy.describe()}: column {column} is not boolean.") from exc
     for column in PRICE_COLUMNS:
         columns[column] = (
             pd.to_numeric(result[column], errors="coerce").to_numpy(dtype=np.float64)

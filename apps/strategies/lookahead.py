@@ -9,9 +9,13 @@ flagged configuration is marked on every backtest of it and cannot be deployed o
 
 Which truncations (bounded time on any length; documented because it is a trade-off):
 
-- Where a peek shows depends on the strategy, but it always shows on the bars where the full
-  history fires a signal (a ``shift(-1)`` signal on bar k exists only because of bar k + 1), so
-  most truncation points are signal bars, evenly chosen, plus a quarter of plain bars.
+- Where a peek shows depends on the strategy; each region's truncation points come in three
+  thirds. Signal bars, evenly chosen: a peek that creates a signal (a ``shift(-1)`` entry on bar
+  k exists only because of bar k + 1) shows on the bars where the full history fires. Bars just
+  before the largest next-bar moves (close to close, and the next bar's high/low reach from the
+  close): a peek that suppresses a signal (an entry vetoed because the next bar crashes) leaves
+  no signal to find, but a peek only pays when it conditions on a big move. Quiet bars, where
+  nothing starts to fire, evenly chosen, for the rest (and any shortfall of the others).
 - Short histories (up to ``window`` bars plus the context below): one reference over the whole
   history, truncations anywhere after the warm-up. This is the exact freqtrade procedure.
 - Long histories: a tail region (the last ``window`` bars, half of the ``samples``) and ``spread``
@@ -24,7 +28,9 @@ Which truncations (bounded time on any length; documented because it is a trade-
 
 Cost: ``spread`` + 1 references (at most that many full computations, the price of catching far
 peeks) plus ``samples`` short truncated runs of about ``context + window`` bars. On 1,000,000
-one-minute bars an SMA cross is checked in about 0.1 s (bench/strategies.py).
+one-minute bars an SMA cross is checked in about 0.1 s (bench/strategies.py). Sampling stays a
+sample: a veto of a rare signal (a crossing skipped before a crash) is caught only when one of
+the vetoed bars is among the biggest moves of a region.
 :func:`fingerprint` names a configuration (key, params, rules) for storing the verdict.
 """
 
@@ -83,7 +89,7 @@ def lookahead_check(
     strategy: Strategy,
     candles: pd.DataFrame,
     *,
-    samples: int = 32,
+    samples: int = 48,
     window: int = 2000,
     spread: int = 2,
     horizon: int | None = None,
@@ -157,7 +163,7 @@ def _check_region(strategy: Strategy, candles: pd.DataFrame, region: _Region, di
     reference = signals(strategy, candles.iloc[region.start : region.end])
     full = {column: reference[column].to_numpy() for column in (*SIGNAL_COLUMNS, *PRICE_COLUMNS)}
     checked = 0
-    for cut in _cut_points(reference, region):
+    for cut in _cut_points(reference, region, candles):
         length = cut - region.start + 1
         try:
             truncated = signals(strategy, candles.iloc[region.start : cut + 1])
@@ -168,10 +174,11 @@ def _check_region(strategy: Strategy, candles: pd.DataFrame, region: _Region, di
     return checked
 
 
-def _cut_points(reference: pd.DataFrame, region: _Region) -> list[int]:
-    """Truncation points (absolute bar positions) in the region: for each column, bars where it
-    starts to fire (a signal turning true, a stop or target price appearing or changing), shared
-    evenly between the columns; a quarter of the samples and any shortfall on plain bars."""
+def _cut_points(reference: pd.DataFrame, region: _Region, candles: pd.DataFrame) -> list[int]:
+    """Truncation points (absolute bar positions) in the region, ``region.samples`` of them when
+    the region has that many bars: a third on bars before the largest next-bar moves, a third
+    where the columns start to fire (shared evenly between the columns), the rest and any
+    shortfall on quiet bars (where nothing starts to fire)."""
     lo, hi = region.first - region.start, region.last - region.start
     if hi < lo:
         return []
@@ -179,15 +186,53 @@ def _cut_points(reference: pd.DataFrame, region: _Region) -> list[int]:
     skip = 1 if lo > 0 else 0
     events = [_events(rows[column].to_numpy())[skip:] for column in (*SIGNAL_COLUMNS, *PRICE_COLUMNS)]
     firing = [np.flatnonzero(mask) + lo for mask in events if mask.any()]
-    plain = max(region.samples // 4, 1)
+    moving = region.samples // 3
+    budget = region.samples - moving - max(region.samples // 3, 1)
     chosen: set[int] = set()
-    budget = region.samples - plain
     for i, positions in enumerate(firing):
         share = budget // len(firing) + (1 if i < budget % len(firing) else 0)
         chosen.update(_evenly(positions, share).tolist())
-    extra = region.samples - len(chosen)
-    chosen.update(_evenly(np.arange(lo, hi + 1), max(extra, plain)).tolist())
+    taken = np.fromiter(chosen, dtype=np.int64, count=len(chosen))
+    moves = _before_big_moves(candles, region.first, region.last, moving + len(taken)) - region.start
+    chosen.update(moves[~np.isin(moves, taken)][:moving].tolist())
+    everything = np.arange(lo, hi + 1)
+    taken = np.fromiter(chosen, dtype=np.int64, count=len(chosen))
+    fired = np.concatenate([taken, *firing])
+    quiet = everything[~np.isin(everything, fired)]
+    rest = everything[np.isin(everything, fired) & ~np.isin(everything, taken)]
+    missing = region.samples - len(chosen)
+    picked = _evenly(quiet, missing)
+    chosen.update(picked.tolist())
+    chosen.update(_evenly(rest, missing - len(picked)).tolist())
     return sorted(int(position) + region.start for position in chosen)
+
+
+def _before_big_moves(candles: pd.DataFrame, first: int, last: int, count: int) -> np.ndarray:
+    """Bars t in [first, last] (absolute) before the ``count`` largest moves of bar t + 1 by
+    each of two measures, biggest first, alternating between them: the close-to-close move
+    |close[t+1] / close[t] - 1| and the reach of bar t + 1's high and low from close[t] (its
+    range, gaps included). A peek pays only when it conditions on a big move (vetoing an entry
+    before a crash, requiring a jump), so these are the bars where a suppressed or a demanded
+    signal shows."""
+    close = candles["close"].iloc[first : last + 2].to_numpy(dtype=np.float64)
+    high = candles["high"].iloc[first + 1 : last + 2].to_numpy(dtype=np.float64)
+    low = candles["low"].iloc[first + 1 : last + 2].to_numpy(dtype=np.float64)
+    base = close[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        move = np.abs(close[1:] / base - 1.0)
+        reach = np.maximum(high / base - 1.0, 1.0 - low / base)
+    order = np.column_stack([_largest(move, count), _largest(reach, count)]).ravel()
+    _, firsts = np.unique(order, return_index=True)
+    return order[np.sort(firsts)] + first
+
+
+def _largest(values: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the ``count`` largest finite values, largest first."""
+    values = np.where(np.isfinite(values), values, -np.inf)
+    if count <= 0:
+        return np.arange(0)
+    top = np.argpartition(-values, count - 1)[:count] if count < values.size else np.arange(values.size)
+    return top[np.lexsort((top, -values[top]))]
 
 
 def _events(column: np.ndarray) -> np.ndarray:

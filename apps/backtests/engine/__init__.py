@@ -68,7 +68,7 @@ from numba import njit
 
 from apps.backtests.engine.costs import fee_for, fill_price, slippage_code
 from apps.backtests.engine.fills import no_atr, simulate
-from apps.backtests.engine.metrics import METRIC_KEYS, bar_seconds_of, compute_metrics
+from apps.backtests.engine.metrics import METRIC_KEYS, bar_seconds_of, compute_metrics, span_seconds_of
 from apps.backtests.engine.result import BacktestResult, trades_frame
 from apps.backtests.engine.settings import EngineSettings, InvalidSettingsError
 from apps.backtests.engine.sizing import sizing_code
@@ -194,6 +194,7 @@ def _run(
         first_close=float(c[0]),
         last_close=float(c[-1]),
         bar_seconds=bar_seconds,
+        span_seconds=span_seconds_of(pd.DatetimeIndex(candles.index), bar_seconds),
         skipped_orders=skipped,
         drawdown_out=drawdown_out,
     )
@@ -268,6 +269,7 @@ def warm_up() -> float:
         first_close=float(close[0]),
         last_close=float(close[-1]),
         bar_seconds=60.0,
+        span_seconds=60.0 * n,
         skipped_orders=skipped,
         drawdown_out=np.empty(n),
     )

@@ -5,12 +5,16 @@ NaN or infinite):
 
 - Per-bar returns ``r_t = equity_t / equity_{t-1} - 1``, with the initial cash before bar 0,
   so there is one return per bar. Risk-free rate 0.
-- ``periods_per_year = 365 * 24 * 3600 / bar_seconds``: markets are taken to trade 365 days a
-  year (crypto). ``bar_seconds`` is the settings' timeframe, else the median spacing of the
-  candles' first 10,000 intervals. For equities (252 sessions a year) this overstates
-  annualised figures; pass the timeframe and read them as calendar-time figures.
-- ``cagr = (final / cash) ** (1 / years) - 1`` with ``years = bars / periods_per_year``
-  (-1 when everything is lost). ``volatility = std(r, ddof=1) * sqrt(periods_per_year)``.
+- Two clocks. Per-bar figures are annualised by bar count: ``periods_per_year = 365 * 24 *
+  3600 / bar_seconds`` (markets taken to trade 365 days a year, as crypto does), with
+  ``bar_seconds`` the settings' timeframe, else the median spacing of the candles' first 10,000
+  intervals. For equities (252 sessions a year) this overstates volatility, Sharpe and Sortino;
+  read them as if the market never closed. Growth is annualised by the calendar: ``years =
+  (last open time - first open time + bar_seconds) / 365.25 days``, the time the curve spans,
+  so weekends, holidays and missing candles count as time and a year of business-day bars is
+  one year (counting bars would shrink it to 260 / 365 of one and inflate the CAGR).
+- ``cagr = (final / cash) ** (1 / years) - 1`` (-1 when everything is lost).
+  ``volatility = std(r, ddof=1) * sqrt(periods_per_year)``.
 - ``sharpe = mean(r) / std(r, ddof=1) * sqrt(ppy)``; ``sortino = mean(r) / sqrt(mean(min(r,
   0) ** 2)) * sqrt(ppy)`` (downside deviation against 0 over all bars).
 - Drawdown at bar t: ``equity_t / peak_t - 1`` (<= 0), ``peak_t`` the running maximum of the
@@ -36,6 +40,7 @@ import pandas as pd
 from numba import njit
 
 YEAR_SECONDS = 365 * 24 * 3600
+CALENDAR_YEAR_SECONDS = 365.25 * 24 * 3600
 METRIC_KEYS = (
     "final_equity",
     "total_return",
@@ -129,6 +134,25 @@ def bar_seconds_of(index: pd.DatetimeIndex) -> float | None:
     return spacing if spacing > 0 else None
 
 
+def span_seconds_of(index: pd.DatetimeIndex, bar_seconds: float | None) -> float | None:
+    """The calendar time a curve on ``index`` covers: from the first bar's open to the last
+    bar's close, in seconds (None without a bar length)."""
+    if not bar_seconds or len(index) == 0:
+        return None
+    return (pd.Timestamp(index[-1]) - pd.Timestamp(index[0])).total_seconds() + float(bar_seconds)
+
+
+def _cagr(growth: float, span_seconds: float | None) -> float | None:
+    if not span_seconds or span_seconds <= 0:
+        return None
+    if growth <= 0:
+        return -1.0
+    try:
+        return _finite(growth ** (CALENDAR_YEAR_SECONDS / span_seconds) - 1.0)
+    except OverflowError:
+        return None
+
+
 def _finite(value: float | None) -> float | None:
     if value is None:
         return None
@@ -150,11 +174,14 @@ def compute_metrics(
     first_close: float,
     last_close: float,
     bar_seconds: float | None,
+    span_seconds: float | None,
     skipped_orders: int,
     drawdown_out: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Every metric of the module docstring from the equity curve and the trades matrix
     (:data:`apps.backtests.engine.fills.TRADE_COLUMNS`). Precondition: at least one bar.
+    ``bar_seconds`` annualises the per-bar figures, ``span_seconds`` (the calendar time the
+    curve covers, :func:`span_seconds_of` of its index) the CAGR; None leaves them undefined.
     ``drawdown_out`` (an array as long as ``equity``) receives the drawdown series."""
     n = len(equity)
     out = drawdown_out if drawdown_out is not None else np.empty(0)
@@ -162,16 +189,7 @@ def compute_metrics(
     final = float(equity[-1])
     ppy = YEAR_SECONDS / bar_seconds if bar_seconds else None
     root = math.sqrt(ppy) if ppy else None
-    cagr: float | None = None
-    if ppy:
-        growth = final / cash
-        if growth <= 0:
-            cagr = -1.0
-        else:
-            try:
-                cagr = _finite(growth ** (ppy / n) - 1.0)
-            except OverflowError:
-                cagr = None
+    cagr = _cagr(final / cash, span_seconds)
     pnl = trades[:, 7] if len(trades) else np.empty(0)
     gains = pnl[pnl > 0]
     losses = pnl[pnl < 0]

@@ -8,10 +8,10 @@ Sizing happens when the order fills, with the account flat, so equity = cash the
   (``rate`` = the maker rate for limit entries, the taker rate for market ones).
 - The notional wanted, by mode: ``all_equity`` = cap; ``fixed_fraction`` = fraction * equity;
   ``fixed_amount`` = amount (quote currency); ``risk_per_trade`` = risk * equity * ref / d,
-  i.e. losing ``risk`` of equity if the stop, ``d`` price units away, is hit (``d`` =
-  stop_loss * ref when a stop_loss is set, else the strategy's stop_price distance, else
-  ATR(atr_period) * atr_multiple at the signal bar); ``kelly`` = k * equity with k from
-  :func:`kelly_fraction_raw`. The notional is then capped at ``cap``: never more than the cash.
+  i.e. losing ``risk`` of equity if the stop, ``d`` price units away, is hit (``d`` = the
+  distance to the strategy's stop_price at the signal bar when it set one, else stop_loss * ref
+  when a stop_loss is set, else ATR(atr_period) * atr_multiple at the signal bar); ``kelly`` =
+  k * equity with k from :func:`kelly_fraction_raw`. The notional is then capped at ``cap``: never more than the cash.
 - Units = notional / fill price. For market orders with size-dependent slippage the fill price
   is first taken at ``notional / ref`` units, the units derived from it, and the final price
   taken at those units (fewer units never slip more, so the cash still suffices).

@@ -39,7 +39,13 @@ import pandas as pd
 
 from apps.backtests.engine import EngineSettings, run_backtest
 from apps.backtests.engine.fills import EXIT_REASONS, TRADE_COLUMNS
-from apps.backtests.engine.metrics import YEAR_SECONDS, bar_seconds_of, compute_metrics, drawdown_series
+from apps.backtests.engine.metrics import (
+    YEAR_SECONDS,
+    bar_seconds_of,
+    compute_metrics,
+    drawdown_series,
+    span_seconds_of,
+)
 from apps.backtests.engine.result import TRADE_FRAME_COLUMNS
 from apps.backtests.research.errors import ResearchInputError
 from apps.backtests.research.optimise import (
@@ -424,13 +430,15 @@ def _metrics(
 ) -> dict[str, Any]:
     index = pd.DatetimeIndex(equity.index)
     closes = candles["close"]
+    bar_seconds = _bar_seconds(candles, settings)
     return compute_metrics(
         equity=equity.to_numpy(dtype=np.float64),
         trades=_trades_matrix(trades, index),
         cash=float(settings.cash),
         first_close=float(closes.iloc[0]),
         last_close=float(closes.iloc[-1]),
-        bar_seconds=_bar_seconds(candles, settings),
+        bar_seconds=bar_seconds,
+        span_seconds=span_seconds_of(index, bar_seconds),
         skipped_orders=skipped,
     )
 

@@ -328,6 +328,18 @@ def test_sizing_modes(sizing, units):
     assert only_trade(result)["size"] == pytest.approx(units, rel=1e-12)
 
 
+def test_risk_per_trade_measures_the_strategy_stop_before_the_stop_loss():
+    # given: a strategy stop 2 below the signal close and a 10 % stop_loss
+    strategy = Scripted(enter_long={0}, stop_price={0: 98.0})
+    sizing = {"mode": "risk_per_trade", "risk": 0.01}
+
+    # when
+    result = run_backtest(strategy, flat(4), fee=0.0, sizing=sizing, exits={"stop_loss": 0.10})
+
+    # then: 100 risked over the strategy's 2, not over the stop_loss's 10
+    assert only_trade(result)["size"] == pytest.approx(50.0, rel=1e-12)
+
+
 def test_risk_per_trade_from_atr_sizes_and_places_the_stop():
     # true range 4 on every bar, so ATR(3) = 4 from bar 3 on; 2 x ATR = 8 below the entry
     rows = [(100, 102, 98, 100)] * 6 + [(100, 100, 91, 95), (95, 95, 95, 95)]

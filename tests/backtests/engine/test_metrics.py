@@ -27,7 +27,8 @@ def independent_metrics(result, candles: pd.DataFrame, cash: float, periods_per_
     peak = equity.cummax().clip(lower=cash)
     drawdown = equity / peak - 1
     final = equity.iloc[-1]
-    years = len(equity) / periods_per_year
+    bar = pd.Timedelta(days=365) / periods_per_year
+    years = (equity.index[-1] - equity.index[0] + bar) / pd.Timedelta(days=365.25)
     cagr = (final / cash) ** (1 / years) - 1
     max_dd = -drawdown.min()
     pnl = result.trades["pnl"]
@@ -102,6 +103,32 @@ def test_annualisation_follows_the_bar_spacing():
     assert run_backtest(strategy, gappy).metrics["sharpe"] == pytest.approx(
         run_backtest(strategy, gappy, timeframe="1h").metrics["sharpe"], rel=1e-12
     )
+
+
+def test_cagr_follows_the_calendar_on_business_day_bars():
+    # given: one calendar year of weekday candles (260 bars) rising 10 % with a dip, held long
+    index = pd.bdate_range("2023-01-02", "2023-12-29", tz="UTC", name="timestamp")
+    close = np.linspace(100.0, 110.0, len(index))
+    close[120:140] *= 0.95
+    candles = pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 1.0}, index=index)
+    strategy = Scripted(enter_long={0})
+
+    # when
+    result = run_backtest(strategy, candles, fee=0.0, timeframe="1d")
+    metrics = result.metrics
+
+    # then: growth is annualised over the 362 days from 2 Jan 00:00 to 30 Dec 00:00, not over
+    # 260 bars' worth of days (which gave 0.1425)
+    growth = metrics["final_equity"] / 10_000
+    assert len(index) == 260
+    assert metrics["cagr"] == pytest.approx(growth ** (365.25 / 362) - 1, rel=1e-12)
+    assert metrics["cagr"] == pytest.approx(0.1005, abs=1e-4)
+    assert metrics["calmar"] == pytest.approx(metrics["cagr"] / metrics["max_drawdown"], rel=1e-12)
+    assert run_backtest(strategy, candles, fee=0.0).metrics["cagr"] == metrics["cagr"]
+    # per-bar figures stay annualised by bar count: 365 daily periods a year
+    equity = result.equity.to_numpy()
+    returns = equity / np.r_[10_000.0, equity[:-1]] - 1
+    assert metrics["volatility"] == pytest.approx(np.std(returns, ddof=1) * math.sqrt(365), rel=1e-9)
 
 
 def test_undefined_metrics_are_none_never_nan():
