@@ -111,8 +111,9 @@ def _tpe_chunk(storage_url: str, study_name: str, n_trials: int, chunk: int) -> 
     return len(results)
 
 
-def _ping() -> int:
-    time.sleep(0.5)  # long enough that the pool starts every worker to take the pings
+def _ping(barrier: Any) -> int:
+    # Returns only once every worker holds a ping: all of them started (and warmed up) before timing.
+    barrier.wait(timeout=120)
     return os.getpid()
 
 
@@ -120,11 +121,11 @@ def pool(candles: pd.DataFrame) -> ProcessPoolExecutor:
     executor = ProcessPoolExecutor(
         max_workers=WORKERS, mp_context=get_context("spawn"), initializer=_worker_start, initargs=(candles,)
     )
-    # Start every worker (and so its warm-up) before any timing: ping until each has answered.
-    pids: set[int] = set()
-    deadline = time.monotonic() + 120
-    while len(pids) < WORKERS and time.monotonic() < deadline:
-        pids |= {future.result() for future in [executor.submit(_ping) for _ in range(WORKERS)]}
+    # Start every worker (and so its warm-up) before any timing: one ping per worker, held at a
+    # barrier until all of them are running.
+    with get_context("spawn").Manager() as manager:
+        barrier = manager.Barrier(WORKERS)
+        pids = {future.result() for future in [executor.submit(_ping, barrier) for _ in range(WORKERS)]}
     assert len(pids) == WORKERS, pids
     return executor
 

@@ -12,6 +12,7 @@ Exits common to every strategy (stop loss, take profit, trailing stop, break-eve
 settings of the backtest / deployment, handled by the engine, not by strategies.
 """
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -26,7 +27,7 @@ PRICE_COLUMNS = ("stop_price", "target_price")
 CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
-class Strategy:
+class Strategy(ABC):
     """Base class. Subclasses set ``key``, ``name``, ``Params`` and implement ``compute``.
 
     The class docstring is the strategy's documentation: the catalogue page shows it.
@@ -53,8 +54,9 @@ class Strategy:
         """Bars needed before the first meaningful signal."""
         return 0
 
+    @abstractmethod
     def compute(self, candles: pd.DataFrame) -> pd.DataFrame:
-        raise NotImplementedError
+        """Return ``candles`` with the signal columns added (see the module docstring)."""
 
     def describe(self) -> str:
         """One line naming the strategy and its parameters, for lists and reports."""
