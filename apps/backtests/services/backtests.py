@@ -24,7 +24,7 @@ from apps.backtests.services import jobs
 from apps.backtests.services.curves import curves_downsample
 from apps.backtests.services.runs import RunInputError, run_spec_validate, run_strategy
 from apps.backtests.services.trades import trades_store
-from apps.common.errors import Conflict, NotFound
+from apps.common.errors import NotFound
 from apps.marketdata.storage import candles_frame
 from apps.strategies.lookahead import lookahead_check
 from apps.strategies.services import lookahead_verdict_record
@@ -101,14 +101,7 @@ def _check_actor(job: Any, actor: User) -> None:
 def backtest_cancel(*, backtest: Backtest, actor: User) -> Backtest:
     """Cancel a queued or running backtest (a running one stops at its next progress step).
     Refuses a finished one (Conflict). Staff may cancel anyone's; that is audited."""
-    _check_actor(backtest, actor)
-    if backtest.is_finished:
-        raise Conflict("This backtest has already finished.", code="finished")
-    with transaction.atomic():
-        backtest = jobs.job_cancel(Backtest, backtest.pk)
-        if actor.pk != backtest.owner_id:
-            audit_record(action="backtest.cancelled", actor=actor, user=backtest.owner, target=backtest)
-    return backtest
+    return jobs.job_cancel_as(Backtest, backtest, actor=actor, label="backtest", audit_action="backtest.cancelled")
 
 
 def backtest_rerun(*, backtest: Backtest, actor: User) -> Backtest:

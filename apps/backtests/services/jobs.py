@@ -28,9 +28,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.backtests.models import Backtest, JobStatus, MonteCarlo, Optimisation, WalkForward
 from apps.common.broadcast import broadcast
-from apps.common.errors import ApplicationError
+from apps.common.errors import ApplicationError, Conflict, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,23 @@ def job_cancel[J: (Backtest, Optimisation, WalkForward, MonteCarlo)](model: type
             job.finished_at = timezone.now()
             job.save(update_fields=["status", "finished_at", "updated_at"])
             job_announce(job)
+    return job
+
+
+def job_cancel_as[J: (Backtest, Optimisation, WalkForward, MonteCarlo)](
+    model: type[J], job: J, *, actor: Any, label: str, audit_action: str | None
+) -> J:
+    """Cancel ``job`` on behalf of ``actor``: its owner, or staff (anyone else gets NotFound, as if
+    it did not exist). Conflict when it has finished. Staff cancelling another user's job is
+    recorded in the audit trail under ``audit_action`` (when given)."""
+    if job.owner_id != actor.pk and not actor.is_staff:
+        raise NotFound(f"No such {label}.")
+    if job.is_finished:
+        raise Conflict(f"This {label} has already finished.", code="finished")
+    with transaction.atomic():
+        job = job_cancel(model, job.pk)
+        if audit_action and actor.pk != job.owner_id:
+            audit_record(action=audit_action, actor=actor, user=job.owner, target=job)
     return job
 
 

@@ -20,7 +20,6 @@ from apps.backtests.models import Backtest, BacktestTrade, JobStatus, MonteCarlo
 from apps.backtests.research.montecarlo import monte_carlo, trade_equity_returns
 from apps.backtests.services import jobs
 from apps.backtests.services.runs import RunInputError
-from apps.common.errors import Conflict, NotFound
 from apps.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -97,11 +96,7 @@ def monte_carlo_create(
 
 def monte_carlo_cancel(*, monte_carlo: MonteCarlo, actor: User) -> MonteCarlo:
     """Cancel a queued or running Monte Carlo; Conflict when it has finished."""
-    if monte_carlo.owner_id != actor.pk and not actor.is_staff:
-        raise NotFound("No such Monte Carlo.")
-    if monte_carlo.is_finished:
-        raise Conflict("This Monte Carlo has already finished.", code="finished")
-    return jobs.job_cancel(MonteCarlo, monte_carlo.pk)
+    return jobs.job_cancel_as(MonteCarlo, monte_carlo, actor=actor, label="Monte Carlo", audit_action=None)
 
 
 def monte_carlo_run(*, monte_carlo_id: int) -> None:

@@ -31,7 +31,6 @@ from apps.backtests.services import jobs
 from apps.backtests.services.backtests import NoCandlesError
 from apps.backtests.services.runs import RunInputError, run_spec_validate
 from apps.backtests.services.studies import optuna_storage_is_per_study, optuna_storage_url
-from apps.common.errors import Conflict, NotFound
 from apps.marketdata.storage import candles_frame
 from apps.strategies.registry import strategy_class
 from apps.strategies.services import RULES_KEY
@@ -164,15 +163,9 @@ def optimisation_create(
 def optimisation_cancel(*, optimisation: Optimisation, actor: User) -> Optimisation:
     """Cancel a queued or running optimisation: chunks still queued do nothing, running ones
     stop within a few trials, and nothing more is stored. Conflict when already finished."""
-    if optimisation.owner_id != actor.pk and not actor.is_staff:
-        raise NotFound("No such optimisation.")
-    if optimisation.is_finished:
-        raise Conflict("This optimisation has already finished.", code="finished")
-    with transaction.atomic():
-        optimisation = jobs.job_cancel(Optimisation, optimisation.pk)
-        if actor.pk != optimisation.owner_id:
-            audit_record(action="optimisation.cancelled", actor=actor, user=optimisation.owner, target=optimisation)
-    return optimisation
+    return jobs.job_cancel_as(
+        Optimisation, optimisation, actor=actor, label="optimisation", audit_action="optimisation.cancelled"
+    )
 
 
 def _chunk_size(method: str) -> int:

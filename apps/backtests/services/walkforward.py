@@ -21,7 +21,6 @@ from apps.backtests.services.backtests import NoCandlesError
 from apps.backtests.services.curves import curves_downsample
 from apps.backtests.services.optimisations import search_plan
 from apps.backtests.services.runs import RunInputError, run_spec_validate
-from apps.common.errors import Conflict, NotFound
 from apps.marketdata.models import Candle
 from apps.marketdata.storage import candles_frame
 from apps.strategies.services import RULES_KEY
@@ -152,15 +151,9 @@ def walk_forward_create(
 
 def walk_forward_cancel(*, walk_forward: WalkForward, actor: User) -> WalkForward:
     """Cancel a queued or running walk-forward (it stops at its next progress step)."""
-    if walk_forward.owner_id != actor.pk and not actor.is_staff:
-        raise NotFound("No such walk-forward.")
-    if walk_forward.is_finished:
-        raise Conflict("This walk-forward has already finished.", code="finished")
-    with transaction.atomic():
-        walk_forward = jobs.job_cancel(WalkForward, walk_forward.pk)
-        if actor.pk != walk_forward.owner_id:
-            audit_record(action="walkforward.cancelled", actor=actor, user=walk_forward.owner, target=walk_forward)
-    return walk_forward
+    return jobs.job_cancel_as(
+        WalkForward, walk_forward, actor=actor, label="walk-forward", audit_action="walkforward.cancelled"
+    )
 
 
 def walk_forward_run(*, walk_forward_id: int) -> None:
