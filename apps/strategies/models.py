@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from apps.common.models import TimeStampedModel
+from apps.marketdata import timeframes
 
 
 class RuleSet(TimeStampedModel):
@@ -46,3 +47,119 @@ class LookaheadVerdict(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.strategy_key} {'BIASED' if self.is_biased else 'ok'}"
+
+
+class Deployment(TimeStampedModel):
+    """A strategy (or a rule set) with params running on a trading account: one or more
+    instruments, one timeframe, sizing, exits and risk limits, each kept as validated JSON.
+
+    States: draft -> paper | live -> paused | stopped | halted. `paper` and `live` are the
+    running states (live only on a non-paper account, after a fresh second factor). `halted` is
+    set by risk (maximum drawdown, a reconciliation it cannot explain, a kill switch) and needs
+    the owner to resume. Each deployment has its own positions, ledger and P&L even when several
+    share an account; `capital` is what its sizing and P&L count from.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PAPER = "paper", "Running (paper)"
+        LIVE = "live", "Running (live)"
+        PAUSED = "paused", "Paused"
+        STOPPED = "stopped", "Stopped"
+        HALTED = "halted", "Halted by risk"
+
+    RUNNING = (Status.PAPER, Status.LIVE)
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deployments")
+    account = models.ForeignKey("accounts.TradingAccount", on_delete=models.PROTECT, related_name="deployments")
+    name = models.CharField(max_length=120)
+    strategy_key = models.CharField(max_length=80, help_text="Registry key; 'rules' for a rule set.")
+    params = models.JSONField(default=dict, blank=True)
+    rule_set = models.ForeignKey(RuleSet, null=True, blank=True, on_delete=models.PROTECT, related_name="deployments")
+    rules = models.JSONField(null=True, blank=True, help_text="The rule set's rules as deployed.")
+    instruments = models.ManyToManyField("marketdata.Instrument", related_name="deployments")
+    timeframe = models.CharField(max_length=4, choices=timeframes.CHOICES)
+    capital = models.DecimalField(max_digits=28, decimal_places=10, help_text="Quote currency allocated.")
+    settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="EngineSettings.as_dict() subset: fill, entry, allow_short, costs (paper), sizing, exits.",
+    )
+    risk = models.JSONField(
+        default=dict, blank=True, help_text="apps.trades.risk.limits.DeploymentLimits: position, loss, drawdown."
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    status_reason = models.CharField(max_length=500, blank=True)
+    is_reduce_only = models.BooleanField(default=False, help_text="Kill switch in reduce-only mode.")
+    fence = models.PositiveBigIntegerField(default=0, help_text="Raised on every state change; ticks check it.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    last_bar_ts = models.DateTimeField(null=True, blank=True, help_text="Newest bar ticked.")
+    peak_equity = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    day_start_equity = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    day_started_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "timeframe"], name="deployment_running")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in self.RUNNING
+
+
+class Signal(models.Model):
+    """What a deployment's strategy said at one closed bar of one instrument. UNIQUE per
+    (deployment, instrument, bar): a tick delivered twice records, and acts on, it once."""
+
+    class Action(models.TextChoices):
+        NONE = "none", "No action"
+        ENTER_LONG = "enter_long", "Enter long"
+        EXIT_LONG = "exit_long", "Exit long"
+        ENTER_SHORT = "enter_short", "Enter short"
+        EXIT_SHORT = "exit_short", "Exit short"
+        STOP = "stop", "Protective exit"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="signals")
+    instrument = models.ForeignKey("marketdata.Instrument", on_delete=models.PROTECT, related_name="+")
+    bar_ts = models.DateTimeField()
+    action = models.CharField(max_length=12, choices=Action.choices)
+    price = models.FloatField(help_text="The bar's close.")
+    details = models.JSONField(default=dict, blank=True, help_text="stop/target levels, the refusal if any.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-bar_ts", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "instrument", "bar_ts"], name="signal_unique_per_bar")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} @ {self.bar_ts:%Y-%m-%d %H:%M}"
+
+
+class TickRun(models.Model):
+    """One execution of a deployment's tick for one bar: UNIQUE(deployment, instrument, bar_ts),
+    so a duplicate delivery (two beats, a redelivered message) is refused by the database and
+    counted, and overlapping runs are visible from started/finished."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="tick_runs")
+    instrument = models.ForeignKey("marketdata.Instrument", on_delete=models.PROTECT, related_name="+")
+    bar_ts = models.DateTimeField()
+    announced_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=40, blank=True, help_text="order, no_signal, refused:<code>, error, …")
+    duration_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-bar_ts", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "instrument", "bar_ts"], name="tick_run_unique_per_bar")
+        ]
+
+    def __str__(self) -> str:
+        return f"tick {self.deployment_id} {self.bar_ts}"

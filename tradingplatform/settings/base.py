@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.users",
     "apps.marketdata",
+    "apps.accounts",
+    "apps.trades",
     "apps.strategies",
     "apps.backtests",
 ]
