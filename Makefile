@@ -62,6 +62,7 @@ migrate: install
 
 check-deploy: install
 	DJANGO_SETTINGS_MODULE=tradingplatform.settings.prod SECRET_KEY=$$(head -c 48 /dev/urandom | base64) \
+		FIELD_ENCRYPTION_KEYS=$$(head -c 32 /dev/urandom | base64 | tr '+/' '-_') \
 		ALLOWED_HOSTS=platform.example.com DATABASE_URL=$${DATABASE_URL:-sqlite:///tmp/check.sqlite3} \
 		REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
 		$(BIN)/python manage.py check --deploy --fail-level WARNING

@@ -1,4 +1,4 @@
-"""Orders, fills, positions, the per-deployment ledger, risk refusals and the kill switches.
+r"""Orders, fills, positions, the per-deployment ledger, risk refusals and the kill switches.
 
 Order life (`Order.Status`):
 

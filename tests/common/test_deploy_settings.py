@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 REPO = Path(__file__).resolve().parents[2]
 PROD = "tradingplatform.settings.prod"
@@ -51,6 +52,7 @@ def prod_environment(tmp_path: Path, **overrides: str | None) -> dict[str, str]:
         "ALLOWED_HOSTS": "platform.example.com",
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'deploy.sqlite3'}",
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     }
     for name, value in overrides.items():
         if value is None:
@@ -111,7 +113,7 @@ def test_prod_settings_are_hardened(prod_settings):
     assert "*" not in prod_settings["ALLOWED_HOSTS"]
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "REDIS_URL"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "REDIS_URL", "FIELD_ENCRYPTION_KEYS"])
 def test_prod_refuses_to_start_without_required_variable(tmp_path, missing):
     result = run_prod(tmp_path, "check", **{missing: None})
 

@@ -152,7 +152,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # A late-acked message is redelivered after the visibility timeout; it must outlast the
 # longest task so a running task is not handed to a second worker (RELIABILITY C3).
-CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, float] = {
+    "visibility_timeout": env.float("CELERY_VISIBILITY_TIMEOUT", default=3600)
+}
 if EMBEDDED:
     # The in-memory transport is polled; poll often so a tick or an event is not held back.
     CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 0.05
@@ -211,6 +213,34 @@ WALK_FORWARD_MAX_WINDOWS = 50
 # Per ccxt exchange id: extra ccxt config for market data (options, rateLimit, ...), and
 # "api_url" to send the venue's API host elsewhere (a proxy, a testnet). JSON in the environment.
 MARKETDATA_CCXT_CONFIG: dict[str, dict[str, Any]] = env.json("MARKETDATA_CCXT_CONFIG", default={})
+
+# --- Live trading (apps.accounts, apps.trades, deployments in apps.strategies) ------------------
+# Broker credentials are encrypted with MultiFernet under these keys (newest first; Fernet keys
+# from `Fernet.generate_key()`). Outside production, none set = one key derived from SECRET_KEY.
+# Rotation: put the new key first, run `manage.py rotate_secrets`, then drop the old key.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+# Tests only: send a ccxt exchange's API to a local server ({"binance": "http://127.0.0.1:PORT"}).
+# Settings, never user input, so a user cannot make the workers call an arbitrary host.
+CCXT_API_URL_OVERRIDES: dict[str, str] = env.json("CCXT_API_URL_OVERRIDES", default={})
+# The paper venue is a database write: send paper orders right after commit in the same process
+# instead of through the orders queue (keeps tick-to-submit latency low).
+PAPER_SEND_INLINE = env.bool("PAPER_SEND_INLINE", default=True)
+# An order the venue may have received is asked about, never resent; it is given up ("the venue
+# never received it") only after this many consecutive not-found answers spanning this long.
+ORDER_NOT_FOUND_CHECKS = 3
+ORDER_INFLIGHT_SECONDS = env.int("ORDER_INFLIGHT_SECONDS", default=30)
+# Order submissions per second per trading account (token bucket); over it, sends wait.
+ORDER_RATE_PER_SECOND = env.float("ORDER_RATE_PER_SECOND", default=10.0)
+CELERY_BEAT_SCHEDULE["trades-reconcile"] = {
+    "task": "apps.trades.tasks.accounts_reconcile",
+    "schedule": timedelta(seconds=60),
+    "options": {"expires": 55},
+}
+CELERY_BEAT_SCHEDULE["trades-resolve-unknown"] = {
+    "task": "apps.trades.tasks.orders_resolve_unknown",
+    "schedule": timedelta(seconds=10),
+    "options": {"expires": 9},
+}
 
 # --- Auth, allauth, 2FA -----------------------------------------------------------------------
 AUTH_USER_MODEL = "users.User"
@@ -321,7 +351,6 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_AGE = 60 * 60 * 12
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 LOGGING = {
     "version": 1,

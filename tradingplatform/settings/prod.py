@@ -24,6 +24,11 @@ if not REDIS_URL:
         "Set the REDIS_URL environment variable: production runs web, worker and beat as separate "
         "processes, which share the Celery broker, the cache and the Channels layer through Redis."
     )
+if not env.list("FIELD_ENCRYPTION_KEYS", default=[]):
+    raise ImproperlyConfigured(
+        "Set FIELD_ENCRYPTION_KEYS (comma-separated Fernet keys, newest first): broker credentials "
+        "are encrypted with them, and production never derives a key from SECRET_KEY."
+    )
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
