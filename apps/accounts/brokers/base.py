@@ -160,7 +160,9 @@ class MarketRules:
         later than asked."""
         if self.tick_size is None or self.tick_size <= 0:
             return price
-        down = (side == "buy") != is_stop
+        # Limits and stops round the same way: a buy limit down pays less, a buy stop (above the
+        # market, protecting a short) down triggers sooner; sells the other way round.
+        down = side == "buy"
         rounding = ROUND_FLOOR if down else ROUND_CEILING
         return ((price / self.tick_size).to_integral_value(rounding=rounding) * self.tick_size).normalize()
 
@@ -199,7 +201,7 @@ class OrderRequest:
     reduce_only: bool = False
     quote_quantity: Decimal | None = None
     time_in_force: str = "GTC"
-    sizing: dict[str, float] | None = None
+    sizing: dict[str, Any] | None = None
     attached: dict[str, Any] | None = None  # bracket: see apps.accounts.paper (stop_loss, take_profit, ids)
     timeframe: str | None = None  # the paper venue matches against this candle series
 
