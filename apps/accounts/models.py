@@ -9,13 +9,14 @@ is a Broker whose "exchange" is these tables, filled against the candle feed.
 """
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 
 from apps.common.models import TimeStampedModel
 
-MONEY = {"max_digits": 28, "decimal_places": 10}
+MONEY: dict[str, Any] = {"max_digits": 28, "decimal_places": 10}
 
 
 class TradingAccount(TimeStampedModel):
@@ -137,6 +138,13 @@ class PaperOrder(TimeStampedModel):
     reason = models.CharField(max_length=300, blank=True)
     accepted_bar_ts = models.DateTimeField(
         null=True, blank=True, help_text="The newest closed bar when accepted: fills start with the bar after it."
+    )
+    time_in_force = models.CharField(
+        max_length=4, default="GTC", help_text="GTC: rests until filled or cancelled; GTB: expires after one bar."
+    )
+    locked_asset = models.CharField(max_length=20, blank=True, help_text="The balance this order reserves.")
+    locked_amount = models.DecimalField(
+        **MONEY, default=Decimal(0), help_text="How much of locked_asset it reserves (released on fill or cancel)."
     )
 
     class Meta:
