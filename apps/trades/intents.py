@@ -39,7 +39,7 @@ class OrderIntent:
     stop_price: Decimal | None = None
     reduce_only: bool = False
     expected_price: Decimal | None = None
-    sizing: dict[str, float] | None = None
+    sizing: dict[str, Any] | None = None
     bracket: dict[str, Any] | None = None
     algo: str = ""
     algo_params: dict[str, Any] = field(default_factory=dict)

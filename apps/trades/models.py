@@ -17,13 +17,14 @@ realised P&L and fees. LedgerEntry is the append-only journal every change of ca
 """
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 
 from apps.common.models import TimeStampedModel
 
-MONEY = {"max_digits": 28, "decimal_places": 10}
+MONEY: dict[str, Any] = {"max_digits": 28, "decimal_places": 10}
 ZERO = Decimal(0)
 
 
@@ -87,6 +88,16 @@ class Order(TimeStampedModel):
     )
     algo = models.CharField(max_length=10, choices=Algo.choices, blank=True, default="")
     algo_params = models.JSONField(default=dict, blank=True)
+    # What order_send hands the venue beside the order itself (OrderRequest.sizing / attached /
+    # timeframe): the paper venue sizes at the fill from `sizing`, places `bracket` exits
+    # (with their client order ids) as an OCO pair, and matches against `timeframe` candles.
+    sizing = models.JSONField(null=True, blank=True, help_text="Engine sizing inputs when the venue sizes at the fill.")
+    bracket = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Attached exits: stop_loss/take_profit fractions or stop_price/target_price, and their client ids.",
+    )
+    timeframe = models.CharField(max_length=4, blank=True, help_text="The candle series the paper venue matches.")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     oco_group = models.CharField(max_length=40, blank=True, db_index=True)
     status = models.CharField(max_length=18, choices=Status.choices, default=Status.NEW, db_index=True)
