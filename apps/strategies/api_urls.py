@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.strategies import api
+from apps.strategies import api, api_deployments
 
 urlpatterns = [
     path("strategies/", api.StrategyListApi.as_view(), name="strategy-list"),
@@ -9,4 +9,42 @@ urlpatterns = [
     path("rule-sets/validate/", api.RuleSetValidateApi.as_view(), name="ruleset-validate"),
     path("rule-sets/indicators/", api.RuleIndicatorsApi.as_view(), name="ruleset-indicators"),
     path("rule-sets/<int:rule_set_id>/", api.RuleSetDetailApi.as_view(), name="ruleset-detail"),
+]
+
+urlpatterns += [
+    path("deployments/", api_deployments.DeploymentListCreateApi.as_view(), name="deployment-list"),
+    path("deployments/<int:deployment_id>/", api_deployments.DeploymentDetailApi.as_view(), name="deployment-detail"),
+    path(
+        "deployments/<int:deployment_id>/start/", api_deployments.DeploymentStartApi.as_view(), name="deployment-start"
+    ),
+    path(
+        "deployments/<int:deployment_id>/pause/", api_deployments.DeploymentPauseApi.as_view(), name="deployment-pause"
+    ),
+    path(
+        "deployments/<int:deployment_id>/resume/",
+        api_deployments.DeploymentResumeApi.as_view(),
+        name="deployment-resume",
+    ),
+    path("deployments/<int:deployment_id>/stop/", api_deployments.DeploymentStopApi.as_view(), name="deployment-stop"),
+    path(
+        "deployments/<int:deployment_id>/signals/",
+        api_deployments.DeploymentSignalsApi.as_view(),
+        name="deployment-signals",
+    ),
+    path(
+        "deployments/<int:deployment_id>/orders/",
+        api_deployments.DeploymentOrdersApi.as_view(),
+        name="deployment-orders",
+    ),
+    path(
+        "deployments/<int:deployment_id>/fills/", api_deployments.DeploymentFillsApi.as_view(), name="deployment-fills"
+    ),
+    path(
+        "deployments/<int:deployment_id>/equity/",
+        api_deployments.DeploymentEquityApi.as_view(),
+        name="deployment-equity",
+    ),
+    path(
+        "deployments/<int:deployment_id>/chart/", api_deployments.DeploymentChartApi.as_view(), name="deployment-chart"
+    ),
 ]

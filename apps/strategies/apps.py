@@ -6,6 +6,8 @@ class StrategiesConfig(AppConfig):
     label = "strategies"
 
     def ready(self) -> None:
-        from apps.strategies import registry
+        from apps.marketdata.signals import candle_closed
+        from apps.strategies import receivers, registry
 
         registry.load_plugins()
+        candle_closed.connect(receivers.on_candle_closed, dispatch_uid="strategies.deployments_tick_enqueue")

@@ -25,6 +25,11 @@ class Command(BaseCommand):
         # series is written in its own transaction.
         demo_seed(log=self.stdout.write)
 
+        from apps.strategies.demo import demo_deployments_seed
+
+        # A paper account and a running paper deployment on the replay market.
+        demo_deployments_seed(log=self.stdout.write)
+
     def _users(self) -> None:
         for spec in DEMO_USERS:
             user, created = User.objects.get_or_create(

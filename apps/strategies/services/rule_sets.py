@@ -1,5 +1,5 @@
-"""Writes of the strategies app: rule sets, look-ahead verdicts, and building a runnable strategy
-from untrusted input.
+"""Writes of the strategies app about strategies themselves: rule sets, look-ahead verdicts, and
+building a runnable strategy from untrusted input.
 
 Every error names the field it is about, as the API and the forms show it: ``strategy``,
 ``params.<name>``, ``rules.<path>`` (from `apps.strategies.rules.validate_rules`),
