@@ -65,10 +65,12 @@ class TradingAccount(TimeStampedModel):
     risk_limits = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Account-wide limits (apps.trades.risk.limits.AccountLimits): max exposure, per symbol, open positions.",
+        help_text="Account-wide limits (apps.trades.risk.limits.AccountLimits): exposure, per symbol, positions.",
     )
     last_tested_at = models.DateTimeField(null=True, blank=True)
-    last_test = models.JSONField(default=dict, blank=True, help_text="The last connection test: ok, balances, permissions.")
+    last_test = models.JSONField(
+        default=dict, blank=True, help_text="The last connection test: ok, balances, permissions."
+    )
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -130,7 +132,9 @@ class PaperOrder(TimeStampedModel):
         null=True, blank=True, help_text="Bracket exits placed when this entry fills: stop/target fractions or prices."
     )
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
-    oco_group = models.CharField(max_length=40, blank=True, help_text="Orders of one group cancel each other on a fill.")
+    oco_group = models.CharField(
+        max_length=40, blank=True, help_text="Orders of one group cancel each other on a fill."
+    )
     timeframe = models.CharField(max_length=4, help_text="The candle series this order is matched against.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
     filled_quantity = models.DecimalField(**MONEY, default=Decimal(0))

@@ -60,6 +60,90 @@ def _token(owner: Any) -> str:
     return str(token.public_id)
 
 
+def _account_row(owner: Any) -> Any:
+    from apps.accounts.models import TradingAccount
+
+    name = f"mine {TradingAccount.objects.filter(owner=owner).count()}"
+    return TradingAccount.objects.create(owner=owner, name=name, kind="paper", exchange_id="paper")
+
+
+def _account(owner: Any) -> str:
+    return str(_account_row(owner).pk)
+
+
+def _order_row(owner: Any) -> Any:
+    from apps.trades import client_ids
+    from apps.trades.models import Order
+
+    return Order.objects.create(
+        account=_account_row(owner),
+        instrument=_instrument(),
+        symbol="BTC/USDT",
+        client_order_id=client_ids.manual_order_id(),
+        source="manual",
+        side="buy",
+        type="limit",
+        quantity="0.5",
+        price="100",
+        status="open",
+    )
+
+
+def _order(owner: Any) -> str:
+    return str(_order_row(owner).pk)
+
+
+def _fill(owner: Any) -> str:
+    from django.utils import timezone
+
+    from apps.trades.models import Fill
+
+    order = _order_row(owner)
+    fill = Fill.objects.create(
+        order=order,
+        account=order.account,
+        instrument=order.instrument,
+        trade_id=f"T{order.pk}",
+        side="buy",
+        quantity="0.5",
+        price="100",
+        filled_at=timezone.now(),
+    )
+    return str(fill.pk)
+
+
+def _position(owner: Any) -> str:
+    from apps.trades.models import Position
+
+    account = _account_row(owner)
+    position = Position.objects.create(
+        account=account, instrument=_instrument(), symbol="BTC/USDT", quantity="0.5", average_price="100"
+    )
+    return str(position.pk)
+
+
+def _risk_event(owner: Any) -> str:
+    from apps.trades.models import RiskEvent
+
+    event = RiskEvent.objects.create(account=_account_row(owner), code="max_position", message="too big")
+    return str(event.pk)
+
+
+def _deployment(owner: Any) -> str:
+    from apps.strategies.models import Deployment
+
+    deployment = Deployment.objects.create(
+        owner=owner,
+        account=_account_row(owner),
+        name="mine",
+        strategy_key="sma_cross",
+        timeframe="1h",
+        capital="1000",
+    )
+    deployment.instruments.add(_instrument())
+    return str(deployment.pk)
+
+
 Maker = Callable[[Any], str]
 
 # path -> ("public" | "self" | "list" | maker of the owner's object id for the path's one parameter)
@@ -94,6 +178,28 @@ OWNERSHIP: dict[str, str | Maker] = {
     "/api/v1/monte-carlos/": "list",
     "/api/v1/monte-carlos/{monte_carlo_id}/": _monte_carlo,
     "/api/v1/monte-carlos/{monte_carlo_id}/cancel/": _monte_carlo,
+    "/api/v1/accounts/": "list",
+    "/api/v1/accounts/{account_id}/": _account,
+    "/api/v1/accounts/{account_id}/test/": _account,
+    "/api/v1/accounts/{account_id}/balances/": _account,
+    "/api/v1/accounts/{account_id}/reconnect/": _account,
+    "/api/v1/orders/": "list",
+    "/api/v1/orders/{order_id}/": _order,
+    "/api/v1/orders/{order_id}/cancel/": _order,
+    "/api/v1/fills/": "list",
+    "/api/v1/positions/": "list",
+    "/api/v1/risk-events/": "list",
+    "/api/v1/deployments/": "list",
+    "/api/v1/deployments/{deployment_id}/": _deployment,
+    "/api/v1/deployments/{deployment_id}/start/": _deployment,
+    "/api/v1/deployments/{deployment_id}/pause/": _deployment,
+    "/api/v1/deployments/{deployment_id}/resume/": _deployment,
+    "/api/v1/deployments/{deployment_id}/stop/": _deployment,
+    "/api/v1/deployments/{deployment_id}/signals/": _deployment,
+    "/api/v1/deployments/{deployment_id}/orders/": _deployment,
+    "/api/v1/deployments/{deployment_id}/fills/": _deployment,
+    "/api/v1/deployments/{deployment_id}/equity/": _deployment,
+    "/api/v1/deployments/{deployment_id}/chart/": _deployment,
 }
 
 # list path -> maker of an owner's object whose id must not appear in an outsider's list
@@ -104,6 +210,12 @@ LIST_OBJECTS: dict[str, Maker] = {
     "/api/v1/optimisations/": _optimisation,
     "/api/v1/walk-forwards/": _walk_forward,
     "/api/v1/monte-carlos/": _monte_carlo,
+    "/api/v1/accounts/": _account,
+    "/api/v1/orders/": _order,
+    "/api/v1/fills/": _fill,
+    "/api/v1/positions/": _position,
+    "/api/v1/risk-events/": _risk_event,
+    "/api/v1/deployments/": _deployment,
 }
 
 
@@ -148,6 +260,16 @@ def test_outsider_gets_404_on_every_method_of_every_owned_object_route(tmp_path,
         assert not model.objects.filter(owner=alice, status="cancelled").exists(), model
     assert Backtest.objects.filter(owner=mallory).count() == 0
     assert RuleSet.objects.filter(owner=alice, rules=RULES).count() == RuleSet.objects.filter(owner=alice).count()
+    # none of her accounts was disabled or renamed, none of her orders cancelled
+    from apps.accounts.models import TradingAccount
+    from apps.trades.models import Order
+
+    assert not TradingAccount.objects.filter(owner=alice).exclude(status="active").exists()
+    assert not TradingAccount.objects.filter(owner=alice).exclude(name__startswith="mine ").exists()
+    assert not Order.objects.filter(account__owner=alice, status="cancelled").exists()
+    from apps.strategies.models import Deployment
+
+    assert set(Deployment.objects.filter(owner=alice).values_list("status", flat=True)) == {"draft"}
     assert checked >= 19
 
 

@@ -231,6 +231,8 @@ ORDER_NOT_FOUND_CHECKS = 3
 ORDER_INFLIGHT_SECONDS = env.int("ORDER_INFLIGHT_SECONDS", default=30)
 # Order submissions per second per trading account (token bucket); over it, sends wait.
 ORDER_RATE_PER_SECOND = env.float("ORDER_RATE_PER_SECOND", default=10.0)
+# Hosts an Interactive Brokers account may point the workers at (TWS / IB Gateway); "*" = any.
+IB_ALLOWED_HOSTS = env.list("IB_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "::1"])
 CELERY_BEAT_SCHEDULE["trades-reconcile"] = {
     "task": "apps.trades.tasks.accounts_reconcile",
     "schedule": timedelta(seconds=60),
@@ -323,6 +325,14 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "OptimisationMethodEnum": "apps.backtests.models.Optimisation.Method",
         "MonteCarloMethodEnum": "apps.backtests.models.MonteCarlo.Method",
+        "TradingAccountKindEnum": "apps.accounts.models.TradingAccount.Kind",
+        "TradingAccountStatusEnum": "apps.accounts.models.TradingAccount.Status",
+        "JobStatusEnum": "apps.backtests.models.JobStatus",
+        "OrderStatusEnum": "apps.trades.models.Order.Status",
+        "OrderSideEnum": "apps.trades.models.Order.Side",
+        "WalkForwardModeEnum": "apps.backtests.models.WalkForward.Mode",
+        "DeploymentStatusEnum": "apps.strategies.models.Deployment.Status",
+        "DeploymentModeEnum": [("paper", "paper"), ("live", "live")],
     },
 }
 

@@ -85,7 +85,7 @@ class Migration(migrations.Migration):
                 ('status_reason', models.CharField(blank=True, max_length=500)),
                 ('trading_state', models.CharField(choices=[('active', 'Trading'), ('reduce_only', 'Reduce only'), ('halted', 'Halted')], db_index=True, default='active', max_length=12)),
                 ('trading_state_reason', models.CharField(blank=True, max_length=500)),
-                ('risk_limits', models.JSONField(blank=True, default=dict, help_text='Account-wide limits (apps.trades.risk.limits.AccountLimits): max exposure, per symbol, open positions.')),
+                ('risk_limits', models.JSONField(blank=True, default=dict, help_text='Account-wide limits (apps.trades.risk.limits.AccountLimits): exposure, per symbol, positions.')),
                 ('last_tested_at', models.DateTimeField(blank=True, null=True)),
                 ('last_test', models.JSONField(blank=True, default=dict, help_text='The last connection test: ok, balances, permissions.')),
                 ('last_reconciled_at', models.DateTimeField(blank=True, null=True)),

@@ -390,10 +390,10 @@ def _algo_parent(*, intent: OrderIntent, algo: str, params: dict[str, Any]) -> O
     if intent.reduce_only:
         raise ValidationFailed("Algo orders cannot be reduce-only.", code="invalid_algo")
     with transaction.atomic():
+        account = account_lock(account_id=intent.account_id)  # account, then deployment
         deployment = None
         if intent.deployment_id is not None:
             deployment = Deployment.objects.select_for_update().get(pk=intent.deployment_id)
-        account = account_lock(account_id=intent.account_id)
         instrument = Instrument.objects.get(pk=intent.instrument_id)
         rules = market_rules_for(instrument)
         client_order_id = intent.client_order_id or client_ids.manual_order_id()

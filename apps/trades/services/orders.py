@@ -238,9 +238,8 @@ def _validate_intent(intent: OrderIntent) -> None:
 def order_submit(*, intent: OrderIntent, raise_refusal: bool = True) -> Order:
     """Record an order and queue its delivery to the venue; returns the Order.
 
-    Locks the deployment (if any) and then the account: the tick calls this holding its
-    deployment's lock, so the order deployment -> account is the platform's lock order for
-    order submission (fill recording never locks the deployment, so there is no cycle).
+    Locks the account and then the deployment (if any), the platform's lock order (STYLE.md);
+    the tick calls this already holding both (fill recording never locks the deployment).
     The same client order id again returns the existing row (``duplicate_tick`` in the log).
     Quantity and prices are rounded to the instrument's step and tick; an order breaking a venue
     rule (OrderRefusedError) or refused by ``risk_check`` (RiskRefusedError) is recorded as a
@@ -257,12 +256,14 @@ def order_submit(*, intent: OrderIntent, raise_refusal: bool = True) -> Order:
 @transaction.atomic
 def _order_create(*, intent: OrderIntent) -> tuple[Order, ApplicationError | None]:
     _validate_intent(intent)
+    # Locks in the house order, account then deployment (STYLE.md), as the tick takes them;
+    # the tick already holds both, so taking them again here is free.
+    account = account_lock(account_id=intent.account_id)
     deployment = None
     if intent.deployment_id is not None:
         deployment = Deployment.objects.select_for_update().filter(pk=intent.deployment_id).first()
         if deployment is None:
             raise NotFound("No such deployment.")
-    account = account_lock(account_id=intent.account_id)
     if deployment is not None and deployment.account_id != account.pk:
         raise ValidationFailed("The deployment trades on another account.", code="account_mismatch")
     client_order_id = intent.client_order_id or _client_order_id(intent)

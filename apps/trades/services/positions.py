@@ -127,7 +127,8 @@ def last_price(*, instrument_id: int) -> Decimal | None:
     """The newest stored candle's close of any timeframe (a mark for P&L and a reference price
     for orders that carry none)."""
     close = Candle.objects.filter(instrument_id=instrument_id).order_by("-ts").values_list("close", flat=True).first()
-    return Decimal(str(close)) if close is not None else None
+    # Stored candles are float64: keep the 10 decimal places an Order's money fields hold.
+    return Decimal(str(close)).quantize(Decimal("1e-10")) if close is not None else None
 
 
 @transaction.atomic
