@@ -145,14 +145,22 @@ def _orders(
             expected_price=_decimal(s.bar["close"]),
             timeframe=deployment.timeframe,
         )
-        submitted.append(order_submit(intent=exit_intent, raise_refusal=False))
+        submitted.append(
+            order_submit(
+                intent=exit_intent, raise_refusal=False, locked_account=tick.account, locked_deployment=deployment
+            )
+        )
         if time_exit:
             details["reason"] = "time"
     if enter:
         reversing = submitted[0] if submitted and submitted[0].status != "rejected" else None
         entry = _entry_intent(tick, deployment, plan, instrument, settings, s, enter, position, details, reversing)
         if entry is not None:
-            submitted.append(order_submit(intent=entry, raise_refusal=False))
+            submitted.append(
+                order_submit(
+                    intent=entry, raise_refusal=False, locked_account=tick.account, locked_deployment=deployment
+                )
+            )
     tick.orders = [o.pk for o in submitted]
     details["orders"] = tick.orders
     refused = [o for o in submitted if o.status == "rejected"]

@@ -107,7 +107,7 @@ class Plan:
     strategy: Strategy
     fingerprint: str
     window: int
-    instrument_ids: frozenset[int]
+    instrument_ids: frozenset[int] = frozenset()
     settings: dict[int, EngineSettings] = field(default_factory=dict)
     instruments: dict[int, Instrument] = field(default_factory=dict)
 
@@ -182,6 +182,8 @@ class Tick:
     action: str = Signal.Action.NONE
     orders: list[int] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    # The deployment's account, locked by this tick's transaction (set once the locks are held).
+    account: TradingAccount | None = None
 
 
 def _aware(value: datetime | str | None) -> datetime | None:
@@ -293,19 +295,30 @@ def _locked(tick: Tick) -> str:
     if run_id is None:
         logger.info("duplicate_tick deployment=%s bar=%s", tick.deployment_id, tick.bar_ts.isoformat())
         return "duplicate"
-    list(TradingAccount.objects.select_for_update().filter(pk=account_id).values_list("pk", flat=True))
+    # The whole account row (and its owner, for the audit trail), locked: `order_submit` takes
+    # it from here instead of reading and locking it again. Only the account row is locked.
+    account_row = (
+        TradingAccount.objects.select_for_update(of=("self",)).select_related("owner").filter(pk=account_id).first()
+    )
     deployment = Deployment.objects.select_for_update().get(pk=tick.deployment_id)
     # The run starts once the locks are held: time spent waiting behind an overlapping tick of
     # the same deployment is not part of it, so TickRun rows show that runs never overlap.
-    TickRun.objects.filter(pk=run_id).update(started_at=timezone.now())
-    outcome = _decide_and_act(tick, deployment)
+    # Written with the outcome below: nobody sees the row before this transaction commits.
+    started_at = timezone.now()
+    if account_row is None:
+        outcome = "not_running"
+    else:
+        tick.account = account_row
+        outcome = _decide_and_act(tick, deployment)
     if outcome not in ("not_running", "late") and (
         deployment.last_bar_ts is None or tick.bar_ts > deployment.last_bar_ts
     ):
         Deployment.objects.filter(pk=deployment.pk).update(last_bar_ts=tick.bar_ts)
     finished = timezone.now()
     duration_ms = (time.perf_counter() - tick.started) * 1000.0
-    TickRun.objects.filter(pk=run_id).update(outcome=outcome[:40], finished_at=finished, duration_ms=duration_ms)
+    TickRun.objects.filter(pk=run_id).update(
+        started_at=started_at, outcome=outcome[:40], finished_at=finished, duration_ms=duration_ms
+    )
     if outcome not in ("not_running", "late", "old_bar", "no_candle"):
         broadcast(
             deployment.owner_id,
@@ -361,18 +374,19 @@ def _plan(deployment: Deployment) -> Plan:
         strategy=strategy,
         fingerprint=fingerprint(strategy),
         window=min(max(WINDOW_MIN, warmup * WINDOW_WARMUP_MULTIPLE), WINDOW_MAX),
-        instrument_ids=frozenset(deployment.instruments.values_list("pk", flat=True)),
     )
+    # The deployment's instruments in one read (their ids decide which bars tick it).
+    plan.instruments = {i.pk: i for i in deployment.instruments.all()}
+    plan.instrument_ids = frozenset(plan.instruments)
     _PLANS[deployment.pk] = plan
     return plan
 
 
 def _instrument(plan: Plan, deployment: Deployment, instrument_id: int) -> tuple[Instrument, EngineSettings]:
-    if instrument_id not in plan.instruments:
-        instrument = Instrument.objects.get(pk=instrument_id)
-        plan.instruments[instrument_id] = instrument
+    instrument = plan.instruments[instrument_id]
+    if instrument_id not in plan.settings:
         plan.settings[instrument_id] = deployment_engine_settings(deployment=deployment, instrument=instrument)
-    return plan.instruments[instrument_id], plan.settings[instrument_id]
+    return instrument, plan.settings[instrument_id]
 
 
 def window_candles(*, instrument_id: int, timeframe: str, bar_ts: datetime, bars: int) -> pd.DataFrame | str:

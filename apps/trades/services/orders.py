@@ -235,7 +235,13 @@ def _validate_intent(intent: OrderIntent) -> None:
             raise ValidationFailed(f"{name} must be a positive decimal number.", code=f"invalid_{name}")
 
 
-def order_submit(*, intent: OrderIntent, raise_refusal: bool = True) -> Order:
+def order_submit(
+    *,
+    intent: OrderIntent,
+    raise_refusal: bool = True,
+    locked_account: TradingAccount | None = None,
+    locked_deployment: Deployment | None = None,
+) -> Order:
     """Record an order and queue its delivery to the venue; returns the Order.
 
     Locks the account and then the deployment (if any), the platform's lock order (STYLE.md);
@@ -246,21 +252,32 @@ def order_submit(*, intent: OrderIntent, raise_refusal: bool = True) -> Order:
     REJECTED Order with a RiskEvent, committed, and then the error is raised
     (``raise_refusal=False``, for ticks: returned as the REJECTED order instead).
     After commit: ``order_send`` (inline for paper accounts, else the orders queue).
+
+    ``locked_account`` / ``locked_deployment``: the intent's account and deployment rows as the
+    caller read them with SELECT ... FOR UPDATE in the transaction it is still in (the tick);
+    they are used as they are instead of being read and locked again.
     """
-    order, refusal = _order_create(intent=intent)
+    order, refusal = _order_create(intent=intent, locked_account=locked_account, locked_deployment=locked_deployment)
     if refusal is not None and raise_refusal:
         raise refusal
     return order
 
 
 @transaction.atomic
-def _order_create(*, intent: OrderIntent) -> tuple[Order, ApplicationError | None]:
+def _order_create(
+    *, intent: OrderIntent, locked_account: TradingAccount | None, locked_deployment: Deployment | None
+) -> tuple[Order, ApplicationError | None]:
     _validate_intent(intent)
-    # Locks in the house order, account then deployment (STYLE.md), as the tick takes them;
-    # the tick already holds both, so taking them again here is free.
-    account = account_lock(account_id=intent.account_id)
+    # Locks in the house order, account then deployment (STYLE.md), as the tick takes them.
+    # Rows the caller locked already (the tick holds both) are not read again.
+    if locked_account is not None and locked_account.pk == intent.account_id:
+        account = locked_account
+    else:
+        account = account_lock(account_id=intent.account_id)
     deployment = None
-    if intent.deployment_id is not None:
+    if locked_deployment is not None and locked_deployment.pk == intent.deployment_id:
+        deployment = locked_deployment
+    elif intent.deployment_id is not None:
         deployment = Deployment.objects.select_for_update().filter(pk=intent.deployment_id).first()
         if deployment is None:
             raise NotFound("No such deployment.")
