@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from django.db.models import Subquery
 from django.utils import timezone
 
 from apps.accounts.models import TradingAccount
@@ -152,27 +153,43 @@ def _with_reason(text: str, reason: str) -> str:
 
 
 def trading_blocked(*, account: TradingAccount, deployment: Deployment | None, reduce_only: bool) -> str | None:
-    """Why an order may not be sent now, re-read from the database (cheap: three indexed
-    reads), or None. Called by order_send right before it talks to the venue: a kill switch set
-    after the order was accepted still stops it (the caller rejects it with code kill_switch;
-    the message says which level). ``reduce_only``: the order only lowers its position."""
-    platform = PlatformSwitch.objects.filter(pk=1).values_list("mode", "reason").first() or ("active", "")
+    """Why an order may not be sent now, re-read from the database (one query: the account
+    row with the platform switch and the deployment as scalar subqueries), or None. Called by
+    order_send right before it talks to the venue: a kill switch set after the order was
+    accepted still stops it (the caller rejects it with code kill_switch; the message says
+    which level). ``reduce_only``: the order only lowers its position."""
+    platform = PlatformSwitch.objects.filter(pk=1)
+    # No deployment: pk IS NULL matches nothing, so its columns read as NULL.
+    deployments = Deployment.objects.filter(pk=deployment.pk if deployment is not None else None)  # type: ignore[misc]
     state = (
         TradingAccount.objects.filter(pk=account.pk)
-        .values_list("trading_state", "trading_state_reason", "status")
+        .annotate(
+            platform_mode=Subquery(platform.values("mode")[:1]),
+            platform_reason=Subquery(platform.values("reason")[:1]),
+            deployment_status=Subquery(deployments.values("status")[:1]),
+            deployment_reduce_only=Subquery(deployments.values("is_reduce_only")[:1]),
+            deployment_reason=Subquery(deployments.values("status_reason")[:1]),
+        )
+        .values_list(
+            "trading_state",
+            "trading_state_reason",
+            "status",
+            "platform_mode",
+            "platform_reason",
+            "deployment_status",
+            "deployment_reduce_only",
+            "deployment_reason",
+        )
         .first()
     )
     if state is None:
         return "The account no longer exists."
-    dep: tuple[Any, ...] = (None, False, "")
-    if deployment is not None:
-        dep = (
-            Deployment.objects.filter(pk=deployment.pk).values_list("status", "is_reduce_only", "status_reason").first()
-            or dep
-        )
+    # No switch row yet means the platform is active (platform_switch creates it so).
+    platform_mode, platform_reason = (state[3], state[4]) if state[3] is not None else ("active", "")
+    dep: tuple[Any, ...] = (state[5], state[6], state[7] or "") if state[5] is not None else (None, False, "")
     refusal = _switch_refusal(
-        platform_mode=platform[0],
-        platform_reason=platform[1],
+        platform_mode=platform_mode,
+        platform_reason=platform_reason,
         account_state=state[0],
         account_reason=state[1],
         account_status=state[2],

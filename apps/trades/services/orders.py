@@ -469,7 +469,8 @@ def order_send(*, order_id: int) -> float | None:
 
     Never holds a row lock during the network call. See the module docstring for the outcomes.
     """
-    order = Order.objects.select_related("account", "deployment", "instrument").filter(pk=order_id).first()
+    # The owner too: the audit row of the send names it.
+    order = Order.objects.select_related("account__owner", "deployment", "instrument").filter(pk=order_id).first()
     if order is None or order.status != S.NEW:
         return None  # a redelivered message, or handled already
     now = timezone.now()
