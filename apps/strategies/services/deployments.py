@@ -579,15 +579,20 @@ def deployment_stop(*, deployment: Deployment, close_positions: bool = False, ac
 
 
 def deployment_orders_cancel(*, order_ids: list[int], actor: Any = None) -> None:
-    """Cancel these orders through the execution service, one by one, outside any lock. A
-    cancel that fails is logged and left to reconciliation: stopping must not fail on it."""
+    """Cancel these orders through the execution service, one by one, outside any lock. An
+    order already done by then (the venue filled it, or cancelled a bracket leg when the
+    position closed) is skipped; a cancel that fails is logged and left to reconciliation:
+    stopping, or exiting on a signal, must not fail on it."""
     if not order_ids:
         return
+    from apps.trades.errors import OrderStateError
     from apps.trades.models import Order
     from apps.trades.services.orders import order_cancel
 
-    for order in Order.objects.filter(pk__in=order_ids):
+    for order in Order.objects.filter(pk__in=order_ids).exclude(status__in=Order.TERMINAL_STATUSES):
         try:
             order_cancel(order=order, actor=actor)
+        except OrderStateError as exc:  # finished between the read and the cancel
+            logger.info("order %s needs no cancel: %s", order.pk, exc.message)
         except Exception:
-            logger.exception("cancelling order %s of a stopped deployment failed", order.pk)
+            logger.exception("cancelling order %s of deployment %s failed", order.pk, order.deployment_id)
