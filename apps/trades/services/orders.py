@@ -489,6 +489,9 @@ def order_send(*, order_id: int) -> float | None:
             _transition(order_id, (S.NEW,), next_check_at=now + timedelta(seconds=wait))
             return wait
         if wait > 0:
+            # The slot we hold starts within ORDER_RATE_MAX_WAIT_SECONDS: holding it for that
+            # long is cheaper than a trip back through the broker, and sending before it would
+            # break the venue's rate limit.
             time.sleep(wait)
     if not _transition(
         order_id, (S.NEW,), status=S.SENDING, send_attempts=F("send_attempts") + 1, sent_at=timezone.now()
