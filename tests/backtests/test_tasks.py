@@ -105,8 +105,11 @@ def test_a_failing_backtest_leaves_the_worker_running_the_next_one(platform: Liv
     token = token_for(alice)
     with socket_for(platform, token) as socket:
         broken = api(platform, token, "POST", "/api/v1/backtests/", body(btc, strategy="test_exploding", params={}))
-        good = api(platform, token, "POST", "/api/v1/backtests/", body(btc))
         failed = progress_until_finished(socket, broken["id"])[-1]
+        # The next job is sent once the first has failed: in embedded mode the test database is
+        # an in-memory SQLite whose shared cache refuses (rather than waits for) a second
+        # writer, so a POST racing the worker's claim would fail the test, not the platform.
+        good = api(platform, token, "POST", "/api/v1/backtests/", body(btc))
         succeeded = progress_until_finished(socket, good["id"])[-1]
     assert failed["status"] == "failed" and "division by zero in my indicator" in failed["error"]
     assert succeeded["status"] == "succeeded"
