@@ -161,6 +161,26 @@ def _state(order: PaperOrder) -> OrderState:
     )
 
 
+def _state_new(order: PaperOrder) -> OrderState:
+    """A just-accepted order as the venue reports it (no fills yet: nothing to read back)."""
+    return OrderState(
+        client_order_id=order.client_order_id,
+        status=order.status,
+        exchange_order_id=order.exchange_order_id,
+        symbol=order.symbol,
+        side=order.side,
+        type=order.type,
+        quantity=order.quantity,
+        price=order.price,
+        stop_price=order.stop_price,
+        filled_quantity=order.filled_quantity,
+        average_price=order.average_price,
+        fills=(),
+        reason=order.reason,
+        updated_at=order.updated_at,
+    )
+
+
 def _balances(account_id: int) -> list[Balance]:
     rows = PaperBalance.objects.filter(account_id=account_id).order_by("asset")
     return [Balance(asset=row.asset, free=row.free, locked=row.locked) for row in rows]
@@ -212,8 +232,10 @@ class PaperBroker(Broker):
 
     name = "paper"
 
-    def __init__(self, account_id: int):
-        account = _paper_account(account_id)
+    def __init__(self, account_id: int, *, account: TradingAccount | None = None):
+        """``account``: the paper account's row as the caller already read it (no query)."""
+        if account is None or account.pk != account_id or account.kind != TradingAccount.Kind.PAPER:
+            account = _paper_account(account_id)
         self.account_id = int(account.pk)
         self._connection: Mapping[str, Any] = account.connection if isinstance(account.connection, Mapping) else {}
         self.capabilities = Capabilities(
@@ -329,6 +351,19 @@ class PaperBroker(Broker):
             order = self._accept(account, request)
         return _state(PaperOrder.objects.prefetch_related("fills").get(pk=order.pk))
 
+    def accept_locked(self, request: OrderRequest, *, account: TradingAccount, instrument: Instrument) -> OrderState:
+        """Accept an order into the book inside the caller's transaction, which holds this
+        account's row lock (``select_for_update``) and has just written the order's only row
+        under its client order id: the execution service's paper path, where the order and the
+        venue's acceptance commit together. ``instrument`` is the one ``request.symbol`` names.
+        Raises as ``submit`` does and writes nothing then; wrap the call in a savepoint if the
+        transaction is to go on after an error."""
+        if account.pk != self.account_id:
+            raise PermanentBrokerError("The order is for another paper account.", code="no_account")
+        self._instruments.setdefault(request.symbol, instrument)
+        order = self._accept(account, request)
+        return _state_new(order)
+
     def _find(self, client_order_id: str) -> PaperOrder | None:
         return (
             PaperOrder.objects.prefetch_related("fills")
@@ -359,15 +394,16 @@ class PaperBroker(Broker):
         price_estimate = self._check_rules(instrument, request, last)
         asset, amount = self._reservation(instrument, request, price_estimate, costs)
         if amount > 0:
-            balance = PaperBalance.objects.filter(account=account, asset=asset).first()
-            free = balance.free if balance is not None else Decimal(0)
-            if balance is None or free < amount:
+            # One statement reserves the funds if they are there (the account lock orders us).
+            reserved = PaperBalance.objects.filter(account=account, asset=asset, free__gte=amount).update(
+                free=F("free") - amount, locked=F("locked") + amount
+            )
+            if not reserved:
+                free = PaperBalance.objects.filter(account=account, asset=asset).values_list("free", flat=True).first()
+                free = free if free is not None else Decimal(0)
                 raise InsufficientFundsError(
                     f"Insufficient {asset}: the order needs {amount.normalize():f}, free {free.normalize():f}."
                 )
-            balance.free -= amount
-            balance.locked += amount
-            balance.save(update_fields=["free", "locked"])
         order = PaperOrder.objects.create(
             account=account,
             client_order_id=request.client_order_id,

@@ -126,6 +126,9 @@ def _orders(
 
     details: dict[str, Any] = {"close": s.bar["close"]}
     submitted: list[Order] = []
+    # The position as read under the account lock in this transaction (order_submit's risk
+    # check needs the same number).
+    held = position.quantity if position is not None else Decimal(0)
     if close and position is not None and position.quantity:
         _cancel_protective_orders(deployment, instrument)
         exit_intent = OrderIntent(
@@ -147,7 +150,12 @@ def _orders(
         )
         submitted.append(
             order_submit(
-                intent=exit_intent, raise_refusal=False, locked_account=tick.account, locked_deployment=deployment
+                intent=exit_intent,
+                raise_refusal=False,
+                locked_account=tick.account,
+                locked_deployment=deployment,
+                instrument=instrument,
+                position=held,
             )
         )
         if time_exit:
@@ -158,7 +166,12 @@ def _orders(
         if entry is not None:
             submitted.append(
                 order_submit(
-                    intent=entry, raise_refusal=False, locked_account=tick.account, locked_deployment=deployment
+                    intent=entry,
+                    raise_refusal=False,
+                    locked_account=tick.account,
+                    locked_deployment=deployment,
+                    instrument=instrument,
+                    position=held,
                 )
             )
     tick.orders = [o.pk for o in submitted]
@@ -224,7 +237,7 @@ def _entry_intent(
         bracket["take_profit"] = exits.take_profit
     details.update(bracket)
     rules = market_rules(instrument)
-    equity = _equity(deployment, instrument, close, position)
+    equity = _equity(deployment, instrument, close, position, single=len(plan.instrument_ids) == 1)
     kwargs: dict[str, Any] = {
         "deployment_settings": settings,
         "equity": equity,
@@ -276,9 +289,15 @@ def _entry_intent(
     )
 
 
-def _equity(deployment: Deployment, instrument: Instrument, close: float, position: "Position | None") -> Decimal:
+def _equity(
+    deployment: Deployment, instrument: Instrument, close: float, position: "Position | None", *, single: bool
+) -> Decimal:
     """The deployment's equity now: its capital when it never traded, else capital + ledger +
-    positions marked at this close (the execution service's count)."""
+    positions marked at this close (the execution service's count). ``single``: the deployment
+    trades only ``instrument``, so no position row for it means it never traded (a fill is
+    what creates both its position row and its ledger entries)."""
+    if position is None and single:
+        return deployment.capital
     if position is None:
         from apps.trades.models import Position
 

@@ -324,14 +324,18 @@ def risk_check(
     intent: OrderIntent,
     price: Decimal,
     rules: MarketRules,
+    position: Decimal | None = None,
 ) -> None:
     """Refuse ``intent`` (raise RiskRefusedError / TradingHaltedError with a stable code) or
     return None. Must run inside the transaction that holds the account row lock (order_submit
-    takes it) and that then writes the Order row. See the module docstring for the checks."""
+    takes it) and that then writes the Order row. See the module docstring for the checks.
+    ``position``: the signed quantity of the intent's (account, deployment, instrument) as the
+    caller read it in this transaction, under that lock (else it is read here)."""
     price = Decimal(price)
     deployment_id = deployment.pk if deployment is not None else None
     key: Key = (deployment_id, intent.instrument_id)
-    position = _position_of(account_id=account.pk, deployment_id=deployment_id, instrument_id=intent.instrument_id)
+    if position is None:
+        position = _position_of(account_id=account.pk, deployment_id=deployment_id, instrument_id=intent.instrument_id)
     quantity = _intent_quantity(intent, price, position)
     sign = Decimal(1) if intent.side == Order.Side.BUY else Decimal(-1)
     reducing = position != 0 and (position > 0) != (sign > 0) and quantity <= abs(position)

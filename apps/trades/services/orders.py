@@ -26,8 +26,13 @@ The rules that keep an order from being sent twice or lost:
 - A revoked key: REJECTED, the account needs reconnecting and its running deployments pause;
   no retry.
 
-Paper accounts: the venue is a database write, so with PAPER_SEND_INLINE (default) the order
-is sent right after ``order_submit`` commits, in the same process, instead of via the queue.
+Paper accounts: the venue's book is in this database, so with PAPER_SEND_INLINE (default) the
+paper venue accepts the order inside ``order_submit``'s transaction, which holds the account's
+row lock: the Order row (already SENT and OPEN) and the venue's order commit together or not at
+all, so there is nothing in flight to resend or ask about. If the venue refuses it (funds,
+rules) or fails, the savepoint around it leaves nothing at the venue, the order is written NEW
+and sent right after commit by ``order_send`` in this process, which records the refusal as for
+any venue. With PAPER_SEND_INLINE off, paper orders go through the queue like the others.
 
 Settings (getattr defaults): ORDER_INFLIGHT_SECONDS 30, ORDER_NOT_FOUND_CHECKS 3,
 ORDER_SEND_MAX_ATTEMPTS 8, ORDER_RETRY_MAX_COUNTDOWN 60, ORDER_STALE_SECONDS 300 (a NEW order
@@ -60,12 +65,13 @@ from apps.accounts.brokers.base import (
     NotSentError,
     OrderNotFoundError,
     OrderRequest,
+    OrderState,
     PermanentBrokerError,
     TemporaryBrokerError,
 )
 from apps.accounts.models import TradingAccount
 from apps.accounts.services import account_lock, account_mark_needs_reconnect
-from apps.audit.services import audit_record
+from apps.audit.services import audit_event, audit_record, audit_record_many
 from apps.common.errors import ApplicationError, NotFound, ValidationFailed
 from apps.marketdata.models import Instrument
 from apps.strategies.models import Deployment
@@ -241,6 +247,8 @@ def order_submit(
     raise_refusal: bool = True,
     locked_account: TradingAccount | None = None,
     locked_deployment: Deployment | None = None,
+    instrument: Instrument | None = None,
+    position: Decimal | None = None,
 ) -> Order:
     """Record an order and queue its delivery to the venue; returns the Order.
 
@@ -255,17 +263,32 @@ def order_submit(
 
     ``locked_account`` / ``locked_deployment``: the intent's account and deployment rows as the
     caller read them with SELECT ... FOR UPDATE in the transaction it is still in (the tick);
-    they are used as they are instead of being read and locked again.
+    they are used as they are instead of being read and locked again; such a caller rolls its
+    whole transaction back on an error, so no savepoint of ours is needed either. With them,
+    ``instrument`` (the intent's instrument row) and ``position`` (the signed quantity the
+    caller read in that transaction for the intent's account, deployment and instrument) spare
+    two more reads.
     """
-    order, refusal = _order_create(intent=intent, locked_account=locked_account, locked_deployment=locked_deployment)
+    with transaction.atomic(savepoint=locked_account is None):
+        order, refusal = _order_create(
+            intent=intent,
+            locked_account=locked_account,
+            locked_deployment=locked_deployment,
+            instrument=instrument if locked_account is not None else None,
+            position=position if locked_account is not None else None,
+        )
     if refusal is not None and raise_refusal:
         raise refusal
     return order
 
 
-@transaction.atomic
 def _order_create(
-    *, intent: OrderIntent, locked_account: TradingAccount | None, locked_deployment: Deployment | None
+    *,
+    intent: OrderIntent,
+    locked_account: TradingAccount | None,
+    locked_deployment: Deployment | None,
+    instrument: Instrument | None,
+    position: Decimal | None,
 ) -> tuple[Order, ApplicationError | None]:
     _validate_intent(intent)
     # Locks in the house order, account then deployment (STYLE.md), as the tick takes them.
@@ -293,9 +316,10 @@ def _order_create(
             extra={"event": "duplicate_tick", "account_id": account.pk, "client_order_id": client_order_id},
         )
         return existing, None
-    instrument = Instrument.objects.filter(pk=intent.instrument_id).first()
-    if instrument is None:
-        raise NotFound("No such instrument.")
+    if instrument is None or instrument.pk != intent.instrument_id:
+        instrument = Instrument.objects.filter(pk=intent.instrument_id).first()
+        if instrument is None:
+            raise NotFound("No such instrument.")
     rules = market_rules_for(instrument)
     quantity = rules.round_quantity(intent.quantity) if intent.quantity is not None else None
     price = rules.round_price(intent.price, intent.side) if intent.price is not None else None  # type: ignore[arg-type]
@@ -316,7 +340,14 @@ def _order_create(
         )
     if refusal is None:
         try:
-            risk_check(account=account, deployment=deployment, intent=intent, price=reference, rules=rules)  # type: ignore[arg-type]
+            risk_check(
+                account=account,
+                deployment=deployment,
+                intent=intent,
+                price=reference,  # type: ignore[arg-type]
+                rules=rules,
+                position=position,
+            )
         except RiskRefusedError as exc:
             refusal = exc
 
@@ -352,12 +383,27 @@ def _order_create(
         raise ValidationFailed(
             "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()), code="invalid_order"
         ) from None
-    try:
-        with transaction.atomic():
-            order.save()
-    except IntegrityError:
-        # Only possible if a writer skipped the account lock; the row it wrote wins.
-        return Order.objects.get(account_id=account.pk, client_order_id=client_order_id), None
+    accepted = None
+    if refusal is None and account.kind == TradingAccount.Kind.PAPER and _setting("PAPER_SEND_INLINE", True):
+        accepted = _paper_accept(order, account, instrument)
+        if accepted is not None:
+            order.status = accepted.status if accepted.status in _VENUE_STATUSES else S.OPEN
+            order.exchange_order_id = accepted.exchange_order_id[:64]
+            order.send_attempts = 1
+            order.sent_at = timezone.now()
+            if order.quantity == 0 and accepted.quantity:
+                order.quantity = accepted.quantity
+    if locked_account is not None:
+        # The caller holds the account lock and checked the id above under it: no other writer
+        # can insert this id now (and an error rolls the caller's transaction back anyway).
+        order.save()
+    else:
+        try:
+            with transaction.atomic():
+                order.save()
+        except IntegrityError:
+            # Only possible if a writer skipped the account lock; the row it wrote wins.
+            return Order.objects.get(account_id=account.pk, client_order_id=client_order_id), None
     if refusal is not None:
         risk_refusal_record(account=account, deployment=deployment, order=order, error=refusal)
         audit_record(
@@ -367,15 +413,44 @@ def _order_create(
             details={"code": refusal.code, "reason": refusal.message[:300]},
         )
     else:
-        audit_record(
+        created = audit_event(
             action="order.created",
             user=account.owner,
             target=order,
             details={"side": order.side, "type": order.type, "quantity": str(order.quantity), "source": order.source},
         )
-        _after_commit_send(order, account)
+        if accepted is None:
+            created.save()
+            _after_commit_send(order, account)
+        else:
+            sent = audit_event(
+                action="order.sent",
+                user=account.owner,
+                target=order,
+                details={"exchange_order_id": order.exchange_order_id, "status": order.status},
+            )
+            audit_record_many([created, sent])
+            if accepted.fills:  # not at acceptance today; recorded the venue's way if ever
+                order = order_apply_state(order_id=order.pk, state=accepted)
     events.announce_order(order, account.owner_id)
     return order, refusal
+
+
+def _paper_accept(order: Order, account: TradingAccount, instrument: Instrument) -> OrderState | None:
+    """The paper venue accepts ``order`` (not yet written) inside this transaction, which holds
+    the account's row lock (module docstring). None when the venue refused or failed: the
+    savepoint leaves nothing at the venue, and the ordinary send after commit deals with it."""
+    from apps.accounts.paper import PaperBroker
+
+    try:
+        broker = PaperBroker(account.pk, account=account)
+        with transaction.atomic():
+            return broker.accept_locked(_order_request(order, broker), account=account, instrument=instrument)
+    except BrokerError as exc:
+        logger.info("paper order %s not accepted at once (%s); sending it after commit", order.client_order_id, exc)
+    except Exception:
+        logger.exception("paper order %s: accepting it failed; sending it after commit", order.client_order_id)
+    return None
 
 
 # --- send ---------------------------------------------------------------------------------------
