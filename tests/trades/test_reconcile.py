@@ -233,3 +233,29 @@ def test_worker_start_queues_a_reconciliation(monkeypatch):
     worker_ready.send(sender=None)
 
     assert sent == [()]
+
+
+def test_the_beat_skips_quiet_paper_accounts_and_never_venue_accounts(
+    paper, paper_btc, exchange, django_capture_on_commit_callbacks
+):
+    from apps.trades.services.reconcile import accounts_to_reconcile
+
+    # given a paper account never reconciled, and a venue account: both are due
+    assert accounts_to_reconcile() == sorted([paper.pk, exchange.pk])
+    # when the paper account is reconciled and nothing happens at its venue
+    account_reconcile(account_id=paper.pk)
+    # then the beat leaves it out (the operator's "reconcile everything" still includes it)
+    assert accounts_to_reconcile() == [exchange.pk]
+    assert accounts_to_reconcile(include_quiet_paper=True) == sorted([paper.pk, exchange.pk])
+
+    # when an order reaches the paper venue, it is due again
+    with django_capture_on_commit_callbacks(execute=True):
+        order = order_submit(intent=intent(paper, paper_btc))
+    assert Order.objects.get(pk=order.pk).status == Order.Status.OPEN
+    assert accounts_to_reconcile() == sorted([paper.pk, exchange.pk])
+    account_reconcile(account_id=paper.pk)
+    assert accounts_to_reconcile() == [exchange.pk]
+
+    # when one of our orders is still on its way (its outcome unknown), it is due
+    Order.objects.filter(pk=order.pk).update(status=Order.Status.UNKNOWN)
+    assert accounts_to_reconcile() == sorted([paper.pk, exchange.pk])

@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from apps.accounts.brokers.base import AuthenticationBrokerError, Broker, BrokerError, NotSentError, OrderState
@@ -366,8 +366,25 @@ def _positions(account: TradingAccount, broker: Broker, report: ReconcileReport)
     _alert_once(account, None, POSITION_MISMATCH, reason[:500], {"mismatches": report.mismatches})
 
 
-def accounts_to_reconcile() -> list[int]:
-    """Every active account (disabled and needs-reconnect ones are skipped)."""
-    return list(
-        TradingAccount.objects.filter(status=TradingAccount.Status.ACTIVE).order_by("pk").values_list("pk", flat=True)
-    )
+def accounts_to_reconcile(*, include_quiet_paper: bool = False) -> list[int]:
+    """The active accounts to reconcile (disabled and needs-reconnect ones are skipped): every
+    venue account, and the paper accounts with something new to compare, unless
+    ``include_quiet_paper``. A paper account's venue is rows in this database; when none of its
+    paper orders changed since its last reconciliation (no fill, trigger, cancel or new order:
+    each of those stamps ``updated_at``) and none of our orders for it is still on its way
+    (new, sending, unknown), both books are what that run compared, and comparing them again
+    finds what it found then. Skipping those keeps the every-minute beat from costing a task per
+    idle paper account (thousands of them)."""
+    accounts = TradingAccount.objects.filter(status=TradingAccount.Status.ACTIVE)
+    if not include_quiet_paper:
+        from apps.accounts.models import PaperOrder
+
+        changed = PaperOrder.objects.filter(account_id=OuterRef("pk"), updated_at__gte=OuterRef("last_reconciled_at"))
+        in_flight = Order.objects.filter(account_id=OuterRef("pk"), status__in=(S.NEW, S.SENDING, S.UNKNOWN))
+        accounts = accounts.filter(
+            ~Q(kind=TradingAccount.Kind.PAPER)
+            | Q(last_reconciled_at__isnull=True)
+            | Exists(changed)
+            | Exists(in_flight)
+        )
+    return list(accounts.order_by("pk").values_list("pk", flat=True))

@@ -29,7 +29,7 @@ class Command(BaseCommand):
             if missing:
                 raise CommandError(f"No trading account with id {', '.join(map(str, missing))}.", returncode=2)
         else:
-            ids = accounts_to_reconcile()
+            ids = accounts_to_reconcile(include_quiet_paper=True)
         for account_id in ids:
             report = account_reconcile(account_id=account_id)
             if options.get("json"):
