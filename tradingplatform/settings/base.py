@@ -144,6 +144,12 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection before and after every task unless this
+# is set (a new PostgreSQL connection per tick: measured as 13 % of a tick's time). With it the
+# fixup closes them only every 10,000 tasks; tradingplatform.celery closes the unusable and
+# obsolete ones (CONN_MAX_AGE, health checks) around each task instead, as Django does around
+# each request.
+CELERY_DB_REUSE_MAX = 10_000
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SERIALIZER = "json"
