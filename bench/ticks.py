@@ -12,7 +12,8 @@ Setup (not timed): one user, N paper accounts (one per deployment, as N users wo
 their balances, the instrument bench / TCK/USDT with 300 1m candles, a rule strategy whose
 condition (``close > 0``) signals on every bar, and N deployments of it (fixed fraction sizing,
 a 2 % stop loss) started in paper mode. Then `celery -A tradingplatform worker -Q ticks,orders
--c 2 -P prefork` is started (2 worker processes) and warmed up: W extra deployments are
+-c 2 -P prefork` is started (2 worker processes), its start-up reconciliation of every account
+(queued by ``worker_ready``) is left to finish, and it is warmed up: W extra deployments are
 ticked for one bar first (imports, numba, connections, the per-process candle and signal
 caches), then stopped.
 
@@ -100,7 +101,7 @@ def candles(bars: int) -> Any:
     )
 
 
-def prepare(count: int) -> tuple[Any, list[int], list[int], Any]:
+def prepare(count: int, signalling: float = 1.0) -> tuple[Any, list[int], list[int], Any]:
     """Empty the bench tables; create the instrument, accounts and deployments (started)."""
     from django.core.management import call_command
     from django.db import connection
@@ -128,6 +129,8 @@ def prepare(count: int) -> tuple[Any, list[int], list[int], Any]:
     user, _ = User.objects.get_or_create(email="bench-ticks@example.com", defaults={"display_name": "Bench"})
     rules = strategy_services.rules_normalise(conditions={"enter_long": "close > 0"})
     rule_set = strategy_services.rule_set_create(owner=user, name="always", rules=rules)
+    quiet_rules = strategy_services.rules_normalise(conditions={"enter_long": "close < 0"})
+    quiet = strategy_services.rule_set_create(owner=user, name="never", rules=quiet_rules)
     total = count + WARMUP_DEPLOYMENTS
     costs = {"fee": 0.001, "maker_fee": None, "fee_fixed": 0.0, "slippage": "none", "slippage_bps": 0.0, "impact": 0.1}
     accounts = TradingAccount.objects.bulk_create(
@@ -156,6 +159,9 @@ def prepare(count: int) -> tuple[Any, list[int], list[int], Any]:
     )
     now = timezone.now()
     last = frame.index[HISTORY - 1].to_pydatetime()
+    # The first ``signalling`` share of the timed deployments signal on every bar, the others
+    # never (a strategy whose condition is never true: a tick that decides and orders nothing).
+    orders_until = WARMUP_DEPLOYMENTS + round(signalling * count)
     copies = Deployment.objects.bulk_create(
         Deployment(
             owner=user,
@@ -163,8 +169,8 @@ def prepare(count: int) -> tuple[Any, list[int], list[int], Any]:
             name=f"bench {i}",
             strategy_key=template.strategy_key,
             params=template.params,
-            rule_set=rule_set,
-            rules=template.rules,
+            rule_set=rule_set if i < orders_until else quiet,
+            rules=template.rules if i < orders_until else quiet.rules,
             timeframe="1m",
             capital=template.capital,
             settings=template.settings,
@@ -235,6 +241,19 @@ def wait_ready(timeout: float = 60.0) -> None:
             return
         time.sleep(0.5)
     raise RuntimeError("the worker did not answer a ping; see var/bench-ticks-worker.log")
+
+
+def wait_reconciled(timeout: float = 300.0) -> None:
+    """The worker's start-up reconciliation (one task per account, queued by ``worker_ready``)
+    runs on the same processes: wait for it, so it is not timed as part of the ticks."""
+    from apps.accounts.models import TradingAccount
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not TradingAccount.objects.filter(last_reconciled_at__isnull=True).exists():
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the start-up reconciliation did not finish; see var/bench-ticks-worker.log")
 
 
 def announce(instrument: Any, frame: Any) -> None:
@@ -320,6 +339,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deployments", type=int, default=1000)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--signalling",
+        type=float,
+        default=1.0,
+        help="share of the deployments whose strategy signals (and orders) on the bar; the rest decide nothing",
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
     setup_django()
@@ -331,12 +356,13 @@ def main() -> None:
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     (ROOT / "var").mkdir(exist_ok=True)
-    instrument, warm, timed, frame = prepare(args.deployments)
+    instrument, warm, timed, frame = prepare(args.deployments, args.signalling)
     connections.close_all()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tradingplatform.settings.dev"}
     worker = start_workers(env)
     try:
         wait_ready()
+        wait_reconciled()
         # Warm-up: a few deployments ticked for bar HISTORY, through the same path.
         announce(instrument, frame.iloc[HISTORY : HISTORY + 1])
         warm_bar = frame.index[HISTORY].to_pydatetime()
