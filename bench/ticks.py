@@ -17,6 +17,12 @@ a 2 % stop loss) started in paper mode. Then `celery -A tradingplatform worker -
 ticked for one bar first (imports, numba, connections, the per-process candle and signal
 caches), then stopped.
 
+``--warm-bars N`` (steady state): the timed deployments first tick for N earlier bars, untimed,
+their trading undone after each (orders, fills, positions, the paper book, balances), so the
+worker processes hold their per-deployment plans as they do once a deployment has been running
+for a few bars; 0 measures the first bar after the workers start. ``--signalling S``: only the
+first share S of the deployments signal (the others run a strategy that never does).
+
 Timed: the next closed bar is stored with `candles_store_closed`, which announces it after
 commit; the receiver lets the paper venue match the bar and queues one tick per running
 deployment (N tasks on the ``ticks`` queue). The bench waits until every deployment's TickRun
@@ -50,6 +56,7 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/6"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HISTORY = 300
 WARMUP_DEPLOYMENTS = 8
+MAX_WARM_BARS = 10
 TABLES = (
     "trades_ledgerentry",
     "trades_riskevent",
@@ -65,6 +72,18 @@ TABLES = (
     "accounts_paperorder",
     "accounts_paperbalance",
     "accounts_tradingaccount",
+)
+
+
+TRADING_TABLES = (
+    "trades_ledgerentry",
+    "trades_riskevent",
+    "trades_fill",
+    "trades_position",
+    "trades_order",
+    "strategies_signal",
+    "accounts_paperfill",
+    "accounts_paperorder",
 )
 
 
@@ -124,7 +143,7 @@ def prepare(count: int, signalling: float = 1.0) -> tuple[Any, list[int], list[i
     )
     Candle.objects.filter(instrument=instrument).delete()
     CandleSeries.objects.filter(instrument=instrument).delete()
-    frame = candles(HISTORY + 2)
+    frame = candles(HISTORY + 2 + MAX_WARM_BARS)
     candles_write(instrument=instrument, timeframe="1m", frame=frame.iloc[:HISTORY], source="bench")
     user, _ = User.objects.get_or_create(email="bench-ticks@example.com", defaults={"display_name": "Bench"})
     rules = strategy_services.rules_normalise(conditions={"enter_long": "close > 0"})
@@ -243,6 +262,19 @@ def wait_ready(timeout: float = 60.0) -> None:
     raise RuntimeError("the worker did not answer a ping; see var/bench-ticks-worker.log")
 
 
+def trading_reset() -> None:
+    """Undo the timed deployments' trading (orders, fills, positions, the paper book, balances)
+    between steady-state warm-up bars; their TickRuns and the workers' caches stay."""
+    from django.db import connection
+
+    from apps.accounts.models import PaperBalance
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE " + ", ".join(TRADING_TABLES) + " CASCADE")
+    PaperBalance.objects.filter(asset="USDT").update(free=Decimal("100000"), locked=0)
+    PaperBalance.objects.exclude(asset="USDT").update(free=0, locked=0)
+
+
 def wait_reconciled(timeout: float = 300.0) -> None:
     """The worker's start-up reconciliation (one task per account, queued by ``worker_ready``)
     runs on the same processes: wait for it, so it is not timed as part of the ticks."""
@@ -345,8 +377,19 @@ def main() -> None:
         default=1.0,
         help="share of the deployments whose strategy signals (and orders) on the bar; the rest decide nothing",
     )
+    parser.add_argument(
+        "--warm-bars",
+        type=int,
+        default=0,
+        help="bars the timed deployments tick (untimed, trading undone) before the timed one: "
+        "0 measures the first bar after the workers start, 2 or more the steady state",
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
+    if not 0 <= args.warm_bars <= MAX_WARM_BARS:
+        parser.error(f"--warm-bars must be between 0 and {MAX_WARM_BARS}")
+    if not 0.0 <= args.signalling <= 1.0:
+        parser.error("--signalling is a share between 0 and 1")
     setup_django()
     import redis
     from django.db import connections
@@ -376,17 +419,29 @@ def main() -> None:
             last_bar_ts=warm_bar,
             peak_equity=Decimal("10000"),
         )
+        # Steady state (--warm-bars): the timed deployments tick for earlier bars first, so the
+        # worker processes hold their per-deployment plans as they do after a few minutes of
+        # running; their trading is undone after each such bar, so that every timed tick
+        # decides on a flat account again.
+        for k in range(args.warm_bars):
+            warm_bar = frame.index[HISTORY + 1 + k].to_pydatetime()
+            announce(instrument, frame.iloc[HISTORY + 1 + k : HISTORY + 2 + k])
+            if wait_ticks(timed, warm_bar, args.timeout) < len(timed):
+                raise RuntimeError("the steady-state warm-up ticks did not finish")
+            trading_reset()
         # Timed: the next bar closes.
-        bar = frame.index[HISTORY + 1].to_pydatetime()
+        first = HISTORY + 1 + args.warm_bars
+        bar = frame.index[first].to_pydatetime()
         started = time.perf_counter()
-        announce(instrument, frame.iloc[HISTORY + 1 : HISTORY + 2])
+        announce(instrument, frame.iloc[first : first + 1])
         enqueued = time.perf_counter()
         done = wait_ticks(timed, bar, args.timeout)
         waited = time.perf_counter()
         if done < len(timed):
             raise RuntimeError(f"only {done} of {len(timed)} ticks finished in {args.timeout:g} s")
-        time.sleep(0.5)  # inline paper sends run right after each tick's commit
         result = measure(timed, bar)
+        result["warm_bars"] = args.warm_bars
+        result["signalling"] = args.signalling
         result["announce_and_enqueue_s"] = round(enqueued - started, 3)
         result["wall_s"] = round(waited - started, 3)
         result["cpus"] = os.cpu_count()
