@@ -141,8 +141,9 @@ def _fill_report(fill: PaperFill) -> FillReport:
     )
 
 
-def _state(order: PaperOrder) -> OrderState:
-    """An order as the venue reports it (use with ``prefetch_related("fills")``)."""
+def _state(order: PaperOrder, *, fills: tuple[FillReport, ...] | None = None) -> OrderState:
+    """An order as the venue reports it (use with ``prefetch_related("fills")``, or give its
+    ``fills``: none for an order just accepted)."""
     return OrderState(
         client_order_id=order.client_order_id,
         status=order.status,
@@ -155,27 +156,7 @@ def _state(order: PaperOrder) -> OrderState:
         stop_price=order.stop_price,
         filled_quantity=order.filled_quantity,
         average_price=order.average_price,
-        fills=tuple(_fill_report(f) for f in order.fills.all()),
-        reason=order.reason,
-        updated_at=order.updated_at,
-    )
-
-
-def _state_new(order: PaperOrder) -> OrderState:
-    """A just-accepted order as the venue reports it (no fills yet: nothing to read back)."""
-    return OrderState(
-        client_order_id=order.client_order_id,
-        status=order.status,
-        exchange_order_id=order.exchange_order_id,
-        symbol=order.symbol,
-        side=order.side,
-        type=order.type,
-        quantity=order.quantity,
-        price=order.price,
-        stop_price=order.stop_price,
-        filled_quantity=order.filled_quantity,
-        average_price=order.average_price,
-        fills=(),
+        fills=fills if fills is not None else tuple(_fill_report(f) for f in order.fills.all()),
         reason=order.reason,
         updated_at=order.updated_at,
     )
@@ -362,7 +343,7 @@ class PaperBroker(Broker):
             raise PermanentBrokerError("The order is for another paper account.", code="no_account")
         self._instruments.setdefault(request.symbol, instrument)
         order = self._accept(account, request)
-        return _state_new(order)
+        return _state(order, fills=())
 
     def _find(self, client_order_id: str) -> PaperOrder | None:
         return (

@@ -19,6 +19,7 @@ entry bar, as in the engine.
 import math
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -126,9 +127,16 @@ def _orders(
 
     details: dict[str, Any] = {"close": s.bar["close"]}
     submitted: list[Order] = []
-    # The position as read under the account lock in this transaction (order_submit's risk
-    # check needs the same number).
-    held = position.quantity if position is not None else Decimal(0)
+    # Refusals come back as REJECTED orders; the rows this transaction locked and read (the
+    # position too: the risk check needs the same number) are handed over, not read again.
+    submit = partial(
+        order_submit,
+        raise_refusal=False,
+        locked_account=tick.account,
+        locked_deployment=deployment,
+        instrument=instrument,
+        position=position.quantity if position is not None else Decimal(0),
+    )
     if close and position is not None and position.quantity:
         _cancel_protective_orders(deployment, instrument)
         exit_intent = OrderIntent(
@@ -148,32 +156,14 @@ def _orders(
             expected_price=_decimal(s.bar["close"]),
             timeframe=deployment.timeframe,
         )
-        submitted.append(
-            order_submit(
-                intent=exit_intent,
-                raise_refusal=False,
-                locked_account=tick.account,
-                locked_deployment=deployment,
-                instrument=instrument,
-                position=held,
-            )
-        )
+        submitted.append(submit(intent=exit_intent))
         if time_exit:
             details["reason"] = "time"
     if enter:
         reversing = submitted[0] if submitted and submitted[0].status != "rejected" else None
         entry = _entry_intent(tick, deployment, plan, instrument, settings, s, enter, position, details, reversing)
         if entry is not None:
-            submitted.append(
-                order_submit(
-                    intent=entry,
-                    raise_refusal=False,
-                    locked_account=tick.account,
-                    locked_deployment=deployment,
-                    instrument=instrument,
-                    position=held,
-                )
-            )
+            submitted.append(submit(intent=entry))
     tick.orders = [o.pk for o in submitted]
     details["orders"] = tick.orders
     refused = [o for o in submitted if o.status == "rejected"]
