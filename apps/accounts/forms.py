@@ -99,9 +99,13 @@ class PaperAccountForm(ServiceErrorForm):
                 raise forms.ValidationError(f"Line {number}: write the asset and the amount, e.g. “USDT 10000”.")
             asset, amount = parts[0].upper(), parts[1].replace(",", "")
             try:
-                Decimal(amount)
+                value = Decimal(amount)
             except InvalidOperation:
                 raise forms.ValidationError(f"Line {number}: “{parts[1]}” is not a number.") from None
+            if not value.is_finite():
+                raise forms.ValidationError(f"Line {number}: “{parts[1]}” is not a number.")
+            if value < 0:
+                raise forms.ValidationError(f"Line {number}: {asset} cannot start below 0.")
             result[asset] = amount
         if not result:
             raise forms.ValidationError("Give at least one starting balance.")

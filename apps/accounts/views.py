@@ -7,12 +7,16 @@ through a service, and a service's error is shown at the input it names with the
 kept (secrets are typed again: they are never rendered back). Connecting a live account needs a
 second factor verified in the last 15 minutes: the form asks for a code first when it is not.
 
-"Test connection" queues the test in a worker; the page follows the owner's ``account.tested``
-events over the websocket (static/js/account_live.js), with a poll of ``status/`` as fallback,
-and reloads with the result.
+"Test connection" (and connecting, which queues a first test) leads to the account's page with
+``?testing=<stamp>``, the stamp of the test result the user had then: the page says "Testing…"
+while its result is still that one. It follows the owner's ``account.tested`` events over the
+websocket (static/js/account_live.js), with a poll of ``status/`` as fallback (an event sent
+before the socket opened is not replayed), and refreshes its content in place with the result.
 """
 
 import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +44,35 @@ from apps.users.second_factor import second_factor_is_fresh
 from apps.users.selectors import user_has_second_factor
 
 KIND_TITLES = {"paper": "Paper account", "exchange": "Exchange account (ccxt)", "ib": "Interactive Brokers"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _test_stamp(account: TradingAccount) -> str:
+    """The last test's time as microseconds since the epoch ("0": never tested), exact so that
+    equal stamps mean the same result."""
+    if account.last_tested_at is None:
+        return "0"
+    return str((account.last_tested_at - _EPOCH) // timedelta(microseconds=1))
+
+
+def _amount_text(value: Any) -> str:
+    """A stored amount ("25000.0000000000", "0E-10") as a person writes it ("25000", "0")."""
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    if not amount.is_finite():
+        return str(value)
+    return f"{amount.normalize():f}" if amount else "0"
+
+
+def _balances_text(balances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**b, "free": _amount_text(b.get("free")), "locked": _amount_text(b.get("locked"))} for b in balances]
+
+
+def _testing_url(account: TradingAccount) -> str:
+    """The account's page, waiting for a test result newer than the one it has now."""
+    return f"{reverse('accounts:detail', args=[account.pk])}?testing={_test_stamp(account)}"
 
 
 def _account(request: AuthenticatedHttpRequest, account_id: int) -> TradingAccount:
@@ -126,7 +159,7 @@ def account_connect(request: AuthenticatedHttpRequest, kind: str) -> HttpRespons
             )
         if account is not None:
             messages.success(request, f"Connected “{account.name}”. Its connection is being tested.")
-            return redirect("accounts:detail", account_id=account.pk)
+            return redirect(_testing_url(account))
     status = 400 if request.method == "POST" else 200
     context = {"form": form, "kind": kind, "title": KIND_TITLES[kind], "is_live": kind != "paper"}
     context.update(_factor_context(request))
@@ -149,7 +182,7 @@ def account_detail(request: AuthenticatedHttpRequest, account_id: int) -> HttpRe
         "account": account,
         "last_test": last_test,
         "permissions": last_test.get("permissions") or {},
-        "balances": last_test.get("balances") or [],
+        "balances": _balances_text(last_test.get("balances") or []),
         "edit_form": AccountEditForm(
             initial={
                 "name": account.name,
@@ -159,7 +192,7 @@ def account_detail(request: AuthenticatedHttpRequest, account_id: int) -> HttpRe
         "test_config": _test_config(request, account),
         "connection": {k: v for k, v in (account.connection or {}).items() if k != "costs"},
         "costs": (account.connection or {}).get("costs") or {},
-        "testing": request.GET.get("testing") == "1",
+        "testing": request.GET.get("testing") == _test_stamp(account),
     }
     return render(request, "accounts/detail.html", context)
 
@@ -188,7 +221,7 @@ def account_test(request: AuthenticatedHttpRequest, account_id: int) -> HttpResp
         messages.error(request, exc.message)
         return redirect("accounts:detail", account_id=account.pk)
     messages.info(request, "Testing the connection… the result appears here.")
-    return redirect(reverse("accounts:detail", args=[account.pk]) + "?testing=1")
+    return redirect(_testing_url(account))
 
 
 @login_required

@@ -71,7 +71,8 @@ def test_paper_form_creates_an_account_and_redirects_to_it(alice, sent):
         {"name": "Sim", "base_currency": "USDT", "balances": "USDT 2500\nBTC=0.1", "fee": "0.1", "slippage_bps": "5"},
     )
     account = TradingAccount.objects.get(owner=alice)
-    assert response.status_code == 302 and response["Location"] == f"/accounts/{account.pk}/"
+    # Its page waits for the first connection test (queued at connect; none has landed yet).
+    assert response.status_code == 302 and response["Location"] == f"/accounts/{account.pk}/?testing=0"
     assert account.connection["costs"]["fee"] == pytest.approx(0.001)
     assert account.connection["costs"]["slippage"] == "fixed_bps"
     assert {b.asset for b in account.paper_balances.all()} == {"USDT", "BTC"}
@@ -172,12 +173,29 @@ def test_test_button_queues_a_test_and_the_page_waits_for_it(alice, sent, django
     client = client_for(alice)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/accounts/{account.pk}/test/")
-    assert response.status_code == 302 and response["Location"].endswith("?testing=1")
+    assert response.status_code == 302 and response["Location"].endswith("?testing=0")
     assert sent.calls == [(account.pk,)]
     page = client.get(response["Location"])
     assert 'id="test-pending"' in page.content.decode() and "account-config" in page.content.decode()
     status = client.get(f"/accounts/{account.pk}/status/").json()
     assert status["id"] == account.pk and status["tested_at"] is None
+
+
+def test_the_page_says_testing_until_a_newer_result_lands(alice, sent):
+    # given: connected, its first test queued (the page was sent to ?testing=0)
+    account = services.account_connect_paper(owner=alice, name="Sim", balances={"USDT": "100"})
+    client = client_for(alice)
+    waiting = client.get(f"/accounts/{account.pk}/?testing=0").content.decode()
+    assert '<p id="test-pending" class="muted">' in waiting
+
+    # when: the worker's result lands
+    services.account_test_connection(account_id=account.pk)
+
+    # then: the same URL shows the result, no longer "Testing…"
+    done = client.get(f"/accounts/{account.pk}/?testing=0").content.decode()
+    assert '<p id="test-pending" class="muted" hidden>' in done and 'id="test-result"' in done
+    # and its balances as a person writes them (stored with 10 decimal places)
+    assert '<td class="num">100</td><td class="num">0</td>' in done and "0E-10" not in done
 
 
 def test_edit_page_renames_and_shows_risk_limit_errors_at_the_input(alice):

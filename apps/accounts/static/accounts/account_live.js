@@ -1,37 +1,66 @@
-// An account's page: after "Test connection" the result arrives as the owner's "account.tested"
-// event over the websocket (static/js/live.js); a poll of the status URL is the fallback (an
-// event sent before the socket opened is not replayed). Either way the page reloads once the
-// test time changes.
+// An account's page: a connection test's result arrives as the owner's "account.tested" event
+// over the websocket (static/js/live.js); while the page says "Testing…" a poll of the status URL
+// is the fallback (an event sent before the socket opened is not replayed). Either way the page's
+// content is refreshed in place from the server (same URL: the server decides whether it is still
+// testing), without a reload.
 (function () {
   "use strict";
   const configEl = document.getElementById("account-config");
   if (!configEl) return;
-  const account = JSON.parse(configEl.textContent);
-  const pending = document.getElementById("test-pending");
+  let account = JSON.parse(configEl.textContent);
   const POLL_MS = 3000;
   const MAX_POLLS = 40;
-  let done = false;
+  let polls = 0;
+  let running = false;
+  let again = false;
 
-  function reload() {
-    if (done) return;
-    done = true;
-    location.replace(location.pathname);
+  function testing() {
+    const pending = document.getElementById("test-pending");
+    return Boolean(pending && !pending.hidden);
   }
+
+  async function refresh() {
+    if (running) { again = true; return; }
+    running = true;
+    try {
+      const response = await fetch(location.href, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } });
+      if (!response.ok) return;
+      const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = doc.querySelector("main");
+      const freshConfig = doc.getElementById("account-config");
+      if (!fresh || !freshConfig) return;
+      // The socket's state is this page's, not the fetched copy's ("connecting…").
+      const status = document.getElementById("live-status");
+      const live = status ? { text: status.textContent, state: status.dataset.state } : null;
+      document.querySelector("main").innerHTML = fresh.innerHTML;
+      const newStatus = document.getElementById("live-status");
+      if (live && newStatus) {
+        newStatus.textContent = live.text;
+        if (live.state) newStatus.dataset.state = live.state;
+      }
+      account = JSON.parse(freshConfig.textContent);
+    } catch (e) {
+      /* offline for a moment: the next event or poll tries again */
+    } finally {
+      running = false;
+      if (again) { again = false; refresh(); }
+    }
+  }
+
+  function mine(data) { return Number(data.account_id) === Number(account.id); }
 
   if (window.Live) {
-    window.Live.on("account.tested", (data) => { if (Number(data.account_id) === Number(account.id)) reload(); });
-    window.Live.on("account.status", (data) => { if (Number(data.account_id) === Number(account.id)) reload(); });
+    window.Live.on("account.tested", (data) => { if (mine(data)) refresh(); });
+    window.Live.on("account.status", (data) => { if (mine(data)) refresh(); });
   }
 
-  if (!pending || pending.hidden) return;
-  let polls = 0;
   async function poll() {
-    if (done || polls++ > MAX_POLLS) return;
+    if (!testing() || polls++ > MAX_POLLS) return;
     try {
       const response = await fetch(account.statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (response.ok) {
         const data = await response.json();
-        if (data.tested_at && data.tested_at !== account.testedAt) { reload(); return; }
+        if (data.tested_at && data.tested_at !== account.testedAt) await refresh();
       }
     } catch (e) { /* offline for a moment: the next poll tries again */ }
     setTimeout(poll, POLL_MS);
