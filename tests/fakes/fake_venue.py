@@ -110,6 +110,9 @@ DEFAULT_API_KEY = "fake-venue-key"
 DEFAULT_API_SECRET = "fake-venue-secret"
 ORDER_PATH = "/api/v3/order"
 CONTROL_PREFIX = "/__control__"
+# How often the server loop checks for stop(): socketserver's default of 0.5 s made every test
+# that stops a venue wait up to half a second in its teardown.
+SHUTDOWN_POLL_SECONDS = 0.02
 OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
 ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 INTERVALS = {
@@ -393,7 +396,9 @@ class FakeVenue:
         self._release.clear()
         self._server = ThreadingHTTPServer((self.host, self.port), _handler(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-venue", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="fake-venue", daemon=True
+        )
         self._thread.start()
         return self
 

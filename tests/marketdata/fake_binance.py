@@ -26,6 +26,9 @@ from apps.marketdata import timeframes
 from tests.conftest import free_port
 
 SYMBOL = "BTCUSDT"
+# How often the server loop checks for shutdown() (socketserver's default, 0.5 s, is what every
+# test would wait at its end).
+SHUTDOWN_POLL_SECONDS = 0.02
 # 2024-01-01T00:00:00Z
 EPOCH_2024_MS = 1_704_067_200_000
 
@@ -188,7 +191,7 @@ def fake_binance(*, now_ms: int, first_ms: int = EPOCH_2024_MS) -> Iterator[Fake
     fake = FakeBinance(now_ms=now_ms, first_ms=first_ms, port=free_port())
     server = ThreadingHTTPServer(("127.0.0.1", fake.port), _handler(fake))
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), daemon=True)
     thread.start()
     try:
         yield fake
