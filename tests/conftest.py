@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -24,6 +25,50 @@ from rest_framework.test import APIClient
 from tests.factories import UserFactory
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REDIS_DATABASES = 16  # redis-server's default `databases`
+REDIS_URL_OF_THE_RUN = settings.REDIS_URL  # before each xdist worker takes its own database
+
+
+def _redis_url_of_xdist_worker(url: str, worker: str) -> str:
+    """REDIS_URL for the pytest-xdist worker ``worker`` ("gw0", "gw1", ...): database N + K of
+    the same server for worker K, where N is REDIS_URL's database. The suite empties its Redis
+    database between tests (the cache's clear() is FLUSHDB) and every test's broker queues and
+    channel groups live there, so two workers must never share one."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/") or "0"
+    if not path.isdigit():
+        raise pytest.UsageError(f"under pytest-xdist, REDIS_URL must end in /<database number>, not {url}")
+    base = int(path)
+    database = base + int(worker.removeprefix("gw"))
+    if database >= REDIS_DATABASES:
+        raise pytest.UsageError(
+            f"REDIS_URL's database {base} leaves no Redis database for xdist worker {worker}: "
+            f"worker K uses database {base}+K; pick a lower database or fewer workers"
+        )
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _isolate_redis_per_xdist_worker() -> None:
+    """Under pytest-xdist, point this worker's cache, Channels layer and Celery broker (and
+    the processes it starts, through the environment) at its own Redis database. Django's
+    settings are loaded before any conftest, but the Redis clients are made lazily, on first
+    use; the Celery app read its configuration at import, so it is told too."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or settings.EMBEDDED:
+        return
+    url = _redis_url_of_xdist_worker(settings.REDIS_URL, worker)
+    settings.REDIS_URL = url
+    settings.CACHES["default"]["LOCATION"] = url
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [url]
+    settings.CELERY_BROKER_URL = url
+    os.environ["REDIS_URL"] = url
+
+    from tradingplatform.celery import app
+
+    app.conf.update(broker_url=url)
+
+
+_isolate_redis_per_xdist_worker()
 
 
 def require(condition: bool, reason: str) -> None:
@@ -78,10 +123,25 @@ def _sqlite_memory_readers_do_not_lock(sender: Any, connection: Any, **kwargs: A
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache() -> None:
+def _fresh_caches_and_queues() -> None:
+    """Every test starts with an empty cache, empty broker queues and empty per-process tick
+    caches, whichever tests this process ran before (under pytest-xdist that order varies).
+
+    With Redis, the cache's clear() (FLUSHDB) empties the broker's queues too: they are in the
+    same database. The in-memory broker keeps its queues for the whole process, so a task one
+    test queued and no worker ran would be run by a later test's embedded worker. The tick's
+    caches are keyed by deployment id, and the SQLite test database hands out the same ids again
+    in every test: a later test's deployment 1 would tick with an earlier one's account."""
     from django.core.cache import cache
 
+    from apps.strategies.services import ticks
+
     cache.clear()
+    ticks.caches_clear()
+    if settings.CELERY_BROKER_URL.startswith("memory://"):
+        from tradingplatform.celery import app
+
+        app.control.purge()
 
 
 @pytest.fixture
