@@ -57,24 +57,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HISTORY = 300
 WARMUP_DEPLOYMENTS = 8
 MAX_WARM_BARS = 10
-TABLES = (
-    "trades_ledgerentry",
-    "trades_riskevent",
-    "trades_fill",
-    "trades_position",
-    "trades_order",
-    "strategies_signal",
-    "strategies_tickrun",
-    "strategies_deployment_instruments",
-    "strategies_deployment",
-    "strategies_ruleset",
-    "accounts_paperfill",
-    "accounts_paperorder",
-    "accounts_paperbalance",
-    "accounts_tradingaccount",
-)
-
-
+# What a tick's trading writes (undone between --warm-bars bars), and everything the bench makes.
 TRADING_TABLES = (
     "trades_ledgerentry",
     "trades_riskevent",
@@ -84,6 +67,15 @@ TRADING_TABLES = (
     "strategies_signal",
     "accounts_paperfill",
     "accounts_paperorder",
+)
+TABLES = (
+    *TRADING_TABLES,
+    "strategies_tickrun",
+    "strategies_deployment_instruments",
+    "strategies_deployment",
+    "strategies_ruleset",
+    "accounts_paperbalance",
+    "accounts_tradingaccount",
 )
 
 
