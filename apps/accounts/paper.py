@@ -106,7 +106,7 @@ __all__ = [
     "paper_symbol",
 ]
 
-TIME_IN_FORCE = ("GTC", "GTB")
+TIME_IN_FORCE = ("GTC", "GTB", "IOC")
 
 
 def paper_symbol(instrument: Instrument) -> str:
@@ -343,6 +343,8 @@ class PaperBroker(Broker):
             raise PermanentBrokerError("The order is for another paper account.", code="no_account")
         self._instruments.setdefault(request.symbol, instrument)
         order = self._accept(account, request)
+        if request.time_in_force == "IOC":
+            return _state(PaperOrder.objects.prefetch_related("fills").get(pk=order.pk))
         return _state(order, fills=())
 
     def _find(self, client_order_id: str) -> PaperOrder | None:
@@ -359,6 +361,8 @@ class PaperBroker(Broker):
             raise InvalidOrderError(f"The paper venue does not take a {request.side} {request.type} order.")
         if request.time_in_force not in TIME_IN_FORCE:
             raise InvalidOrderError(f"time_in_force must be one of {', '.join(TIME_IN_FORCE)}.")
+        if request.time_in_force == "IOC" and request.type != "market":
+            raise InvalidOrderError("Only a market order can be immediate-or-cancel (IOC) here.")
         try:
             costs = paper_costs(account.connection)
         except InvalidSettingsError as exc:
@@ -407,7 +411,18 @@ class PaperBroker(Broker):
         )
         order.exchange_order_id = f"P{order.pk}"
         PaperOrder.objects.filter(pk=order.pk).update(exchange_order_id=order.exchange_order_id)
+        if request.time_in_force == "IOC":
+            self._fill_now(account, order, instrument, timeframe)
         return order
+
+    def _fill_now(self, account: TradingAccount, order: PaperOrder, instrument: Instrument, timeframe: str) -> None:
+        """An IOC market order fills at once at the series' newest close (apps.accounts.paper_immediate)."""
+        from apps.accounts.paper_immediate import last_bar, paper_fill_now
+
+        bar = last_bar(instrument=instrument, timeframe=timeframe)
+        if bar is None:  # _check_rules needed a price already; kept for a series emptied meanwhile
+            raise InvalidOrderError(f"No candles of {instrument.symbol} {timeframe} to fill a market order at.")
+        paper_fill_now(accounts=[account], orders=[order], instrument=instrument, timeframe=timeframe, bar=bar)
 
     def _check_rules(self, instrument: Instrument, request: OrderRequest, last: Mapping[str, Any] | None) -> Decimal:
         """Validate prices and size against the instrument; the price estimate of the order."""

@@ -57,7 +57,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import PaperBalance, PaperFill, PaperOrder, TradingAccount
-from apps.accounts.paper_bulk import bulk_insert, bulk_update
 from apps.accounts.signals import paper_orders_changed
 from apps.backtests.engine.costs import fee_for, fill_price, slippage_code, tick_nearest_raw
 from apps.backtests.engine.settings import (
@@ -68,6 +67,7 @@ from apps.backtests.engine.settings import (
     SizingSettings,
 )
 from apps.backtests.engine.sizing import entry_size_raw
+from apps.common.bulk import bulk_insert, bulk_update
 from apps.marketdata.models import Instrument
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ _UPDATED_FIELDS = [
     "accepted_bar_ts",
     "locked_amount",
     "updated_at",
+    # Set on orders a batch inserted just before matching them (apps.trades.services.batch).
+    "exchange_order_id",
 ]
 
 

@@ -10,6 +10,7 @@ Layout (base-36 numbers, so a 20-year run of 1-second bars still fits):
 - manual order:    ``tpm<12 random hex>`` (random: a manual order is one click, not a replayable event;
   the API takes an Idempotency-Key header to make a retried POST safe)
 - copy order:      ``tpc<leader fill>.<subscription>``
+- copy on joining: ``tpj<subscription>.<instrument>`` (opening the leader's current position)
 - algo child:      ``<parent id>/<n>`` when it fits, else ``tpa<hash of parent id and n>``
 """
 
@@ -62,6 +63,11 @@ def manual_order_id() -> str:
 def copy_order_id(*, leader_fill_id: int, subscription_id: int) -> str:
     candidate = f"{PREFIX}c{base36(leader_fill_id)}.{base36(subscription_id)}"
     return _fit(candidate, "c", leader_fill_id, subscription_id)
+
+
+def copy_join_order_id(*, subscription_id: int, instrument_id: int) -> str:
+    candidate = f"{PREFIX}j{base36(subscription_id)}.{base36(instrument_id)}"
+    return _fit(candidate, "j", subscription_id, instrument_id)
 
 
 def child_order_id(*, parent_id: str, n: int) -> str:

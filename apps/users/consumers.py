@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.common.broadcast import user_group
+from apps.common.presence import presence_change
 from apps.common.streams import StreamRefused, resolve_stream
 from apps.users.ws_auth import WS_UNAUTHENTICATED, session_fingerprint
 
@@ -36,12 +37,15 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.user_id = user.pk
+        await database_sync_to_async(presence_change)(user.pk, 1)
         await self.accept()
         await self.send_json({"event": "hello", "data": {"user": user.email}})
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await database_sync_to_async(presence_change)(self.user_id, -1)
         for group in getattr(self, "subscriptions", set()):
             await self.channel_layer.group_discard(group, self.channel_name)
 

@@ -325,12 +325,14 @@ def risk_check(
     price: Decimal,
     rules: MarketRules,
     position: Decimal | None = None,
+    platform: PlatformSwitch | None = None,
 ) -> None:
     """Refuse ``intent`` (raise RiskRefusedError / TradingHaltedError with a stable code) or
     return None. Must run inside the transaction that holds the account row lock (order_submit
     takes it) and that then writes the Order row. See the module docstring for the checks.
     ``position``: the signed quantity of the intent's (account, deployment, instrument) as the
-    caller read it in this transaction, under that lock (else it is read here)."""
+    caller read it in this transaction, under that lock (else it is read here). ``platform``:
+    the platform switch row as read in this transaction (a batch checks many orders with one)."""
     price = Decimal(price)
     deployment_id = deployment.pk if deployment is not None else None
     key: Key = (deployment_id, intent.instrument_id)
@@ -340,7 +342,7 @@ def risk_check(
     sign = Decimal(1) if intent.side == Order.Side.BUY else Decimal(-1)
     reducing = position != 0 and (position > 0) != (sign > 0) and quantity <= abs(position)
 
-    platform = platform_switch()
+    platform = platform if platform is not None else platform_switch()
     refusal = _switch_refusal(
         platform_mode=platform.mode,
         platform_reason=platform.reason,
@@ -405,9 +407,12 @@ def risk_check(
             acc_limits=acc_limits,
         )
 
-    # Order rate.
-    since = timezone.now() - timedelta(seconds=60)
-    recent = Order.objects.filter(created_at__gte=since).exclude(status=Order.Status.REJECTED)
+    # Order rate (the query is only built when a limit asks for it: a batch checks thousands).
+    if dep_limits.max_orders_per_minute is None and acc_limits.max_orders_per_minute is None:
+        recent = Order.objects.none()
+    else:
+        since = timezone.now() - timedelta(seconds=60)
+        recent = Order.objects.filter(created_at__gte=since).exclude(status=Order.Status.REJECTED)
     if deployment is not None and dep_limits.max_orders_per_minute is not None:
         count = recent.filter(deployment_id=deployment_id).count()  # type: ignore[misc]
         if count >= dep_limits.max_orders_per_minute:

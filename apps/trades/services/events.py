@@ -6,7 +6,8 @@ from typing import Any
 
 from django.db import transaction
 
-from apps.common.broadcast import broadcast
+from apps.common.broadcast import broadcast, send_now
+from apps.common.presence import users_online
 from apps.trades import signals
 from apps.trades.models import Fill, Order, Position
 
@@ -112,3 +113,31 @@ def announce_halt(*, account_id: int, deployment_id: int | None, reason: str) ->
             sender=Order, account_id=account_id, deployment_id=deployment_id, reason=reason
         )
     )
+
+
+def announce_fills_bulk(items: list[tuple[Fill, Order, Position, int]]) -> None:
+    """After commit, what ``announce_fill`` does for each (fill, order, position, owner id) of a
+    bulk write, in one callback: the domain signals for every fill, and the live events only to
+    owners with a connection open (apps.common.presence: one lookup for the whole batch)."""
+    if not items:
+        return
+    batch = [
+        (fill.pk, order.pk, order.account_id, order.deployment_id, order.status, owner_id, fill, order, position)
+        for fill, order, position, owner_id in items
+    ]
+
+    def send() -> None:
+        online = users_online(owner_id for *_, owner_id, _, _, _ in batch)
+        for fill_id, order_id, account_id, deployment_id, status, owner_id, fill, order, position in batch:
+            if owner_id in online:
+                send_now(owner_id, "trade.fill", fill_payload(fill))
+                send_now(owner_id, "trade.position", position_payload(position))
+                send_now(owner_id, "trade.order", order_payload(order))
+            signals.order_changed.send(
+                sender=Order, order_id=order_id, account_id=account_id, deployment_id=deployment_id, status=status
+            )
+            signals.fill_recorded.send(
+                sender=Fill, fill_id=fill_id, order_id=order_id, account_id=account_id, deployment_id=deployment_id
+            )
+
+    transaction.on_commit(send)

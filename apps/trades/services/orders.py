@@ -388,6 +388,10 @@ def _order_create(
         accepted = _paper_accept(order, account, instrument)
         if accepted is not None:
             order.status = accepted.status if accepted.status in _VENUE_STATUSES else S.OPEN
+            if accepted.fills:  # an IOC order filled at once: its fills are recorded below
+                order.status = S.OPEN
+            elif accepted.reason and order.status in (S.EXPIRED, S.REJECTED, S.CANCELLED):
+                order.status_reason = accepted.reason[:500]
             order.exchange_order_id = accepted.exchange_order_id[:64]
             order.send_attempts = 1
             order.sent_at = timezone.now()
@@ -430,7 +434,7 @@ def _order_create(
                 details={"exchange_order_id": order.exchange_order_id, "status": order.status},
             )
             audit_record_many([created, sent])
-            if accepted.fills:  # not at acceptance today; recorded the venue's way if ever
+            if accepted.fills:  # an IOC market order (a copy) filled at once
                 order = order_apply_state(order_id=order.pk, state=accepted)
     events.announce_order(order, account.owner_id)
     return order, refusal
@@ -488,6 +492,10 @@ def _order_request(order: Order, broker: Broker) -> OrderRequest:
         sizing=order.sizing,
         attached=attached,
         timeframe=order.timeframe or None,
+        # A copy follows a fill that has already happened: its market order must fill now, not
+        # rest a bar (the paper venue fills IOC market orders at once; other venues fill market
+        # orders at once anyway and ignore it for them).
+        time_in_force="IOC" if order.source == Order.Source.COPY and order.type == Order.Type.MARKET else "GTC",
     )
 
 

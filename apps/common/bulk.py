@@ -1,4 +1,5 @@
-"""Bulk writes of the paper venue's matcher: one statement per table whatever the row count.
+"""Bulk writes: one statement per table whatever the row count (the paper venue's matcher, the
+paper order batch of the copy fan-out, the audit rows of both).
 
 On PostgreSQL the rows travel as one array per column through ``unnest``: Django's
 ``bulk_update`` builds a CASE with a branch per row for every field (seconds for a few
@@ -60,19 +61,22 @@ def _execute(sql: str, arrays: list[list[Any]], *, fetch: bool = False) -> list[
     a 3,000-row write). Same connection, same transaction."""
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, arrays)
+        cursor.execute(sql, arrays, binary=True)
         return cursor.fetchall() if fetch else []
 
 
-def bulk_insert(model: type[Model], rows: list[Any], *, key: tuple[str, ...] = ()) -> None:
+def bulk_insert(
+    model: type[Model], rows: list[Any], *, key: tuple[str, ...] = (), ignore_conflicts: bool = False
+) -> None:
     """Insert ``rows`` (new instances, every field set; auto_now fields are not filled in) in
     one INSERT ... SELECT FROM unnest and give them their primary keys. ``key``: fields that
     identify a row (unique together), used to match the returned ids to the rows; without it
-    the rows need no id afterwards."""
+    the rows need no id afterwards. ``ignore_conflicts``: a row breaking a unique constraint is
+    skipped (ON CONFLICT DO NOTHING; no ids are given back then)."""
     if not rows:
         return
     if connection.vendor != "postgresql":
-        model._default_manager.bulk_create(rows, batch_size=BATCH)
+        model._default_manager.bulk_create(rows, batch_size=BATCH, ignore_conflicts=ignore_conflicts)
         return
     meta = model._meta
     pk = meta.pk
@@ -81,6 +85,9 @@ def bulk_insert(model: type[Model], rows: list[Any], *, key: tuple[str, ...] = (
     arrays, unnest, names = _arrays(columns, rows)
     table = connection.ops.quote_name(meta.db_table)
     sql = f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest})"  # noqa: S608
+    if ignore_conflicts:
+        _execute(f"{sql} ON CONFLICT DO NOTHING", arrays)
+        return
     if not key:
         _execute(sql, arrays)
         return
