@@ -131,13 +131,16 @@ def _fresh_caches_and_queues() -> None:
     same database. The in-memory broker keeps its queues for the whole process, so a task one
     test queued and no worker ran would be run by a later test's embedded worker. The tick's
     caches are keyed by deployment id, and the SQLite test database hands out the same ids again
-    in every test: a later test's deployment 1 would tick with an earlier one's account."""
+    in every test: a later test's deployment 1 would tick with an earlier one's account (and the
+    copy fan-out's set of known copy books would skip a later test's listed deployment 1)."""
     from django.core.cache import cache
 
+    from apps.marketplace.services import fanout
     from apps.strategies.services import ticks
 
     cache.clear()
     ticks.caches_clear()
+    fanout.copy_books_forget()
     if settings.CELERY_BROKER_URL.startswith("memory://"):
         from tradingplatform.celery import app
 

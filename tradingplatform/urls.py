@@ -11,6 +11,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.backtests.api_urls")),
     path("", include("apps.accounts.api_urls")),
     path("", include("apps.trades.api_urls")),
+    path("", include("apps.marketplace.api_urls")),
     # Last: any other /api/v1/ path is a JSON 404, in DEBUG too.
     re_path(r"^.*$", common_views.api_not_found, name="not-found"),
 ]
@@ -22,6 +23,7 @@ urlpatterns = [
     path("backtests/", include("apps.backtests.urls")),
     path("trades/", include("apps.trades.urls")),
     path("accounts/", include("apps.accounts.urls")),
+    path("marketplace/", include("apps.marketplace.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),

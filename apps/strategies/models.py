@@ -68,11 +68,18 @@ class Deployment(TimeStampedModel):
         STOPPED = "stopped", "Stopped"
         HALTED = "halted", "Halted by risk"
 
+    class Kind(models.TextChoices):
+        STRATEGY = "strategy", "Strategy"
+        COPY = "copy", "Copy trading"
+
     RUNNING = (Status.PAPER, Status.LIVE)
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deployments")
     account = models.ForeignKey("accounts.TradingAccount", on_delete=models.PROTECT, related_name="deployments")
     name = models.CharField(max_length=120)
+    # A copy deployment is a follower's copy book (apps.marketplace Subscription.deployment): it is
+    # never ticked, its orders come from the copy fan-out, and it is managed through its subscription.
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.STRATEGY, db_index=True)
     strategy_key = models.CharField(max_length=80, help_text="Registry key; 'rules' for a rule set.")
     params = models.JSONField(default=dict, blank=True)
     rule_set = models.ForeignKey(RuleSet, null=True, blank=True, on_delete=models.PROTECT, related_name="deployments")

@@ -83,9 +83,10 @@ CHART_MARKERS = 500
 
 
 def deployment_list_for_user(*, user: User, filters: Mapping[str, Any] | None = None) -> QuerySet[Deployment]:
-    """The user's deployments, newest first; ``filters``: status, account (id), instrument (id)."""
+    """The user's deployments, newest first; ``filters``: status, account (id), instrument (id).
+    Copy books (kind ``copy``) are not here: they are managed through their subscription."""
     queryset = (
-        Deployment.objects.filter(owner=user)
+        Deployment.objects.filter(owner=user, kind=Deployment.Kind.STRATEGY)
         .select_related("account", "rule_set")
         .prefetch_related("instruments")
         .order_by("-created_at", "-id")
@@ -101,9 +102,9 @@ def deployment_list_for_user(*, user: User, filters: Mapping[str, Any] | None = 
 
 
 def deployment_get_for_user(*, user: User, deployment_id: int) -> Deployment:
-    """The user's deployment; NotFound (404) for a missing one or another user's."""
+    """The user's deployment; NotFound (404) for a missing one, another user's, or a copy book."""
     deployment = (
-        Deployment.objects.filter(owner=user, pk=deployment_id)
+        Deployment.objects.filter(owner=user, pk=deployment_id, kind=Deployment.Kind.STRATEGY)
         .select_related("account", "rule_set", "owner")
         .prefetch_related("instruments")
         .first()

@@ -144,6 +144,56 @@ def _deployment(owner: Any) -> str:
     return str(deployment.pk)
 
 
+def _listing_row(owner: Any) -> Any:
+    from apps.marketplace.models import Listing
+
+    return Listing.objects.create(
+        owner=owner, deployment_id=int(_deployment(owner)), title="mine", status=Listing.Status.APPROVED
+    )
+
+
+def _leader_listing(owner: Any) -> str:
+    return str(_listing_row(owner).pk)
+
+
+def _draft_listing(owner: Any) -> str:
+    """A listing still in draft: it does not exist for anyone but its owner (and staff)."""
+    from apps.marketplace.models import Listing
+
+    listing = _listing_row(owner)
+    Listing.objects.filter(pk=listing.pk).update(status=Listing.Status.DRAFT)
+    return str(listing.pk)
+
+
+def _subscription(owner: Any) -> str:
+    """``owner`` follows another user's listing (the follower owns the subscription)."""
+    from django.utils import timezone
+
+    from apps.marketplace.models import Subscription
+    from apps.strategies.models import Deployment
+    from tests.factories import UserFactory
+
+    listing = _listing_row(UserFactory())
+    book = Deployment.objects.create(
+        owner=owner,
+        account=_account_row(owner),
+        name="copy",
+        kind=Deployment.Kind.COPY,
+        strategy_key="copy",
+        timeframe="1h",
+        capital="1000",
+    )
+    subscription = Subscription.objects.create(
+        listing=listing,
+        follower=owner,
+        account=book.account,
+        deployment=book,
+        allocation="1000",
+        started_at=timezone.now(),
+    )
+    return str(subscription.pk)
+
+
 Maker = Callable[[Any], str]
 
 # path -> ("public" | "self" | "list" | maker of the owner's object id for the path's one parameter)
@@ -200,6 +250,21 @@ OWNERSHIP: dict[str, str | Maker] = {
     "/api/v1/deployments/{deployment_id}/fills/": _deployment,
     "/api/v1/deployments/{deployment_id}/equity/": _deployment,
     "/api/v1/deployments/{deployment_id}/chart/": _deployment,
+    "/api/v1/subscriptions/": "list",
+    "/api/v1/subscriptions/{subscription_id}/": _subscription,
+    "/api/v1/subscriptions/{subscription_id}/pause/": _subscription,
+    "/api/v1/subscriptions/{subscription_id}/resume/": _subscription,
+    "/api/v1/subscriptions/{subscription_id}/unsubscribe/": _subscription,
+    "/api/v1/subscriptions/{subscription_id}/copies/": _subscription,
+    "/api/v1/subscriptions/{subscription_id}/fees/": _subscription,
+    "/api/v1/leader/listings/{listing_id}/followers/": _leader_listing,
+    "/api/v1/listings/": "list",
+    "/api/v1/listings/mine/": "list",
+    "/api/v1/listings/{listing_id}/": _draft_listing,
+    "/api/v1/listings/{listing_id}/submit/": _draft_listing,
+    "/api/v1/listings/{listing_id}/track-record/": _draft_listing,
+    "/api/v1/listings/{listing_id}/trades/": _draft_listing,
+    "/api/v1/listings/{listing_id}/reviews/": _draft_listing,
 }
 
 # list path -> maker of an owner's object whose id must not appear in an outsider's list
@@ -216,6 +281,11 @@ LIST_OBJECTS: dict[str, Maker] = {
     "/api/v1/positions/": _position,
     "/api/v1/risk-events/": _risk_event,
     "/api/v1/deployments/": _deployment,
+    # Before the subscriptions: their maker approves a listing, which the public list then shows
+    # (with timestamps, where a small id's digits would be found).
+    "/api/v1/listings/": _draft_listing,
+    "/api/v1/listings/mine/": _draft_listing,
+    "/api/v1/subscriptions/": _subscription,
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "apps.trades",
     "apps.strategies",
     "apps.backtests",
+    "apps.marketplace",
 ]
 
 MIDDLEWARE = [
@@ -138,6 +140,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "apps.strategies.tasks.*": {"queue": "ticks"},
     "apps.trades.tasks.*": {"queue": "orders"},
+    # Copies are orders: they run beside the leader's, never behind a backtest.
+    "apps.marketplace.tasks.copy_*": {"queue": "orders"},
     "apps.backtests.tasks.*": {"queue": "backtests"},
     "apps.ml.tasks.*": {"queue": "ml"},
 }
@@ -249,6 +253,32 @@ CELERY_BEAT_SCHEDULE["trades-resolve-unknown"] = {
     "schedule": timedelta(seconds=10),
     "options": {"expires": 9},
 }
+# Marketplace: every listing's verified track record (stats_* columns) follows the prices.
+CELERY_BEAT_SCHEDULE["marketplace-listings-stats"] = {
+    "task": "apps.marketplace.tasks.listings_stats_refresh_all",
+    "schedule": timedelta(minutes=10),
+    "options": {"expires": 540},
+}
+# Marketplace fees (apps.marketplace.services.fees): monthly and performance fees of the month
+# that just closed, accrued minutes after midnight UTC (idempotent: a second run adds nothing).
+CELERY_BEAT_SCHEDULE["marketplace-fees-accrue"] = {
+    "task": "apps.marketplace.tasks.fees_accrue",
+    "schedule": crontab(hour=0, minute=5),
+    "options": {"expires": 3600},
+}
+# The copy fan-out: subscriptions per chunk task, and how old a leader fill may be and still be
+# copied (the sweep records older missing copies as skipped instead of trading them late).
+MARKETPLACE_FANOUT_CHUNK = env.int("MARKETPLACE_FANOUT_CHUNK", default=500)
+MARKETPLACE_COPY_MAX_AGE_SECONDS = env.float("MARKETPLACE_COPY_MAX_AGE_SECONDS", default=900.0)
+CELERY_BEAT_SCHEDULE["marketplace-copy-sweep"] = {
+    "task": "apps.marketplace.tasks.copy_fanout_sweep",
+    "schedule": timedelta(seconds=60),
+    "options": {"expires": 55},
+}
+# The platform's share of every marketplace fee (the leader gets the rest, to the last digit).
+MARKETPLACE_PLATFORM_FEE_SHARE = env.str("MARKETPLACE_PLATFORM_FEE_SHARE", default="0.2")
+# Dotted path of a fees.PaymentProvider class; empty = NullPaymentProvider (nothing collected).
+MARKETPLACE_PAYMENT_PROVIDER = env.str("MARKETPLACE_PAYMENT_PROVIDER", default="")
 
 # --- Auth, allauth, 2FA -----------------------------------------------------------------------
 AUTH_USER_MODEL = "users.User"

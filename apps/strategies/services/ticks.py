@@ -137,7 +137,7 @@ def deployments_tick_enqueue(*, instrument_id: int, timeframe: str, ts: datetime
         _paper_bar_closed(instrument_id, timeframe, ts, {k: float(v) for k, v in values.items()})  # type: ignore[arg-type]
     ids = list(
         Deployment.objects.filter(
-            status__in=Deployment.RUNNING, timeframe=timeframe, instruments=instrument_id
+            status__in=Deployment.RUNNING, timeframe=timeframe, instruments=instrument_id, kind=Deployment.Kind.STRATEGY
         ).values_list("pk", flat=True)
     )
     announced = timezone.now().isoformat()

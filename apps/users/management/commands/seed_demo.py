@@ -28,7 +28,12 @@ class Command(BaseCommand):
         from apps.strategies.demo import demo_deployments_seed
 
         # A paper account and a running paper deployment on the replay market.
-        demo_deployments_seed(log=self.stdout.write)
+        leader = demo_deployments_seed(log=self.stdout.write)
+
+        from apps.marketplace.demo import demo_marketplace_seed
+
+        # That deployment listed and approved, and Bob copying it with a paper account.
+        demo_marketplace_seed(leader=leader, log=self.stdout.write)
 
     def _users(self) -> None:
         for spec in DEMO_USERS:

@@ -1,0 +1,3 @@
+from apps.marketplace.api import listings, subscriptions
+
+urlpatterns = [*listings.urlpatterns, *subscriptions.urlpatterns]
