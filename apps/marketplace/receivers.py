@@ -27,20 +27,20 @@ def on_fill_recorded(
 
 def on_account_status_changed(sender: Any, account_id: int, status: str, reason: str = "", **kwargs: Any) -> None:
     """An account that needs reconnecting (a revoked key) stops copying: its active
-    subscriptions are stopped with the reason (the follower resumes them after reconnecting)."""
+    subscriptions are paused with the reason, which the follower sees live on the subscription
+    page (they resume them after reconnecting)."""
     from apps.accounts.models import TradingAccount
     from apps.marketplace.models import Subscription
-    from apps.marketplace.services.subscriptions import subscription_stop
+    from apps.marketplace.services.subscriptions import subscription_pause
 
     if status == TradingAccount.Status.ACTIVE:
         return
     for subscription in Subscription.objects.filter(account_id=account_id, status=Subscription.Status.ACTIVE):
         try:
-            subscription_stop(
+            subscription_pause(
                 subscription=subscription,
-                reason=f"Copying stopped: the account needs attention ({reason or status}).",
-                code="account_unavailable",
-                close_positions=False,
+                actor=None,
+                reason=f"Copying paused: the account needs attention ({reason or status}).",
             )
         except Exception:
             logger.exception("stopping subscription %s of account %s failed", subscription.pk, account_id)

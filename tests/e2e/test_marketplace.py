@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures imported from tests.marketplace.conftest and tests.trades.execution_support
 """The marketplace in a real browser (headless Debian chromium through Playwright, against the
 live stack of tests/common/live_stack.py):
 
@@ -26,8 +27,7 @@ from tests.marketplace.conftest import (  # noqa: F401  (fixtures)
     leader_with_fills,
     make_listing,
 )
-from tests.trades.execution_support import paper_btc  # noqa: F401  (fixture)
-from tests.trades.execution_support import make_deployment
+from tests.trades.execution_support import make_deployment, paper_btc  # noqa: F401  (paper_btc: a fixture)
 
 pytestmark = [pytest.mark.browser, transactional_db()]
 

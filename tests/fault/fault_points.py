@@ -18,6 +18,9 @@ The points:
 - ``order_send.after_post``: the venue answered, nothing of the answer is stored yet;
 - ``deployment_tick.locked``: a tick holds its account and deployment locks and is about to
   decide.
+- ``copy_fanout.batched``: a fan-out chunk placed and filled its followers' paper copies; its
+  transaction (orders, fills, CopyTrades) has not committed;
+- ``copy_fanout.chunk_done``: a chunk committed; its message is not acknowledged yet.
 """
 
 import os

@@ -4,7 +4,10 @@ forks), and nowhere else (not by the test process: it patches the platform's cod
 - the fault points of fault_points.py, wrapped around the platform's code where they belong:
   ``order_send.before_post`` / ``.after_post`` around the venue call (``CcxtBroker.submit``,
   which order_send calls after committing SENDING and before storing the answer) and
-  ``deployment_tick.locked`` at the start of the tick's locked decision (``_decide_and_act``).
+  ``deployment_tick.locked`` at the start of the tick's locked decision (``_decide_and_act``),
+  ``copy_fanout.batched`` after a fan-out chunk placed and filled its paper copies, inside the
+  transaction that has not committed them yet, and ``copy_fanout.chunk_done`` after a chunk
+  committed, before its message is acknowledged.
   They do nothing unless the worker's environment names them;
 - a probe task (``tests.fault.probe``: published by name, see processes.probe_lines) that
   records each start and finish in a file, so a test can see a message run, run twice, or
@@ -26,6 +29,7 @@ from celery.signals import worker_process_init, worker_ready
 
 from apps.accounts.brokers.ccxt import CcxtBroker
 from apps.backtests import apps as backtests_apps
+from apps.marketplace.services import fanout
 from apps.strategies.services import ticks
 from tests.fault.fault_points import fault_point
 
@@ -48,6 +52,10 @@ def _around(function: Callable[..., Any], before: str, after: str | None = None)
 
 
 CcxtBroker.submit = _around(CcxtBroker.submit, "order_send.before_post", "order_send.after_post")  # type: ignore[method-assign]
+fanout.orders_execute_paper_batch = _around(  # type: ignore[assignment]
+    fanout.orders_execute_paper_batch, "copy_fanout.batch_start", "copy_fanout.batched"
+)
+fanout.copy_fanout_chunk = _around(fanout.copy_fanout_chunk, "copy_fanout.chunk_start", "copy_fanout.chunk_done")  # type: ignore[assignment]
 if hasattr(ticks, "_decide_and_act"):  # the tick's decision, under its locks
     ticks._decide_and_act = _around(ticks._decide_and_act, "deployment_tick.locked")
 

@@ -53,9 +53,8 @@ def test_demo_has_an_approved_listing_copied_by_bob(settings: Any, small_markets
     ts = series.last_ts + timedelta(minutes=1)
     price = float(order.expected_price)
     candles_write(instrument=instrument, timeframe="1m", frame=bar_frame(ts, price, price, price, price))
-    paper_bar_closed(
-        instrument_id=instrument.pk, timeframe="1m", ts=ts, bar={"open": price, "high": price, "low": price, "close": price}
-    )
+    bar = {"open": price, "high": price, "low": price, "close": price}
+    paper_bar_closed(instrument_id=instrument.pk, timeframe="1m", ts=ts, bar=bar)
     orders_sync_for_account(account_id=leader.account_id, client_order_ids=[order.client_order_id])
     fill = Fill.objects.get(order=order)
     assert copy_fanout_run(leader_fill_id=fill.pk) == 1

@@ -177,4 +177,5 @@ def test_a_revoked_key_stops_the_accounts_subscriptions(
     with django_capture_on_commit_callbacks(execute=True):
         account_mark_needs_reconnect(account_id=bob_paper.pk, reason="The venue refused the API key (revoked).")
     sub.refresh_from_db()
-    assert sub.status == "stopped" and "needs attention" in sub.status_reason
+    assert sub.status == "paused" and "needs attention" in sub.status_reason
+    assert "revoked" in sub.status_reason
