@@ -190,6 +190,7 @@ def _followers(listing: Any, instrument: Any, count: int, prefix: str) -> list[i
             multiplier=Decimal("0.01"),
             allocation=Decimal("1000"),
             started_at=now,
+            copying_since=now,
             high_water_mark=Decimal("1000"),
         )
         for u, a, b in zip(users, accounts, books, strict=True)

@@ -59,10 +59,20 @@ class ListingForm(ServiceErrorsMixin):
     tags = forms.CharField(required=False, max_length=300, help_text="Comma-separated, e.g. trend, btc, swing.")
     asset_class = forms.ChoiceField(choices=Listing.AssetClass.choices, initial=Listing.AssetClass.CRYPTO)
     risk_level = forms.ChoiceField(choices=Listing.Risk.choices, initial=Listing.Risk.MEDIUM, label="Risk level")
-    min_allocation = forms.DecimalField(min_value=0, initial=0, label="Minimum allocation")
-    monthly_fee = forms.DecimalField(min_value=0, initial=0, help_text="Per subscriber and month; 0 = none.")
+    min_allocation = forms.DecimalField(
+        min_value=0, max_digits=28, decimal_places=10, initial=0, label="Minimum allocation"
+    )
+    monthly_fee = forms.DecimalField(
+        min_value=0, max_digits=28, decimal_places=10, initial=0, help_text="Per subscriber and month; 0 = none."
+    )
     performance_fee_pct = forms.DecimalField(
-        min_value=0, max_value=50, initial=0, label="Performance fee (%)", help_text="Of new equity highs; 0 = none."
+        min_value=0,
+        max_value=50,
+        max_digits=5,
+        decimal_places=2,
+        initial=0,
+        label="Performance fee (%)",
+        help_text="Of new equity highs; 0 = none.",
     )
     trade_delay_minutes = forms.IntegerField(
         min_value=0, initial=0, label="Trade delay (minutes)", help_text="Non-subscribers see your trades this late."

@@ -144,7 +144,14 @@ class Subscription(TimeStampedModel):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE, db_index=True)
     status_reason = models.CharField(max_length=500, blank=True)
     started_at = models.DateTimeField()
+    copying_since = models.DateTimeField(
+        null=True, blank=True, help_text="Leader fills from this moment are copied (set on subscribing and resuming)."
+    )
     ended_at = models.DateTimeField(null=True, blank=True)
+    # The fee terms the follower agreed to: a leader's later change of terms applies to new
+    # subscribers only.
+    monthly_fee = models.DecimalField(**MONEY, default=ZERO)
+    performance_fee_pct = models.DecimalField(max_digits=5, decimal_places=2, default=ZERO)
     high_water_mark = models.DecimalField(**MONEY, null=True, blank=True, help_text="Equity high for performance fees.")
 
     class Meta:

@@ -24,7 +24,7 @@ def listings_stats_refresh_all() -> None:
 # --- fees (helper B) --------------------------------------------------------------------------------
 
 
-@shared_task(acks_late=True, time_limit=3600, soft_time_limit=3580, ignore_result=True)
+@shared_task(acks_late=True, time_limit=3000, soft_time_limit=2980, ignore_result=True)
 def fees_accrue() -> None:
     """The daily beat task: accrue the fees due (each period once: the ledger's UNIQUE constraint
     and the per-subscription lock make a second delivery add nothing)."""
@@ -37,12 +37,13 @@ def fees_accrue() -> None:
 
 
 @shared_task(acks_late=True, time_limit=300, soft_time_limit=280, ignore_result=True)
-def copy_fanout_chunk(leader_fill_id: int, subscription_ids: list[int]) -> None:
+def copy_fanout_chunk(leader_fill_id: int, subscription_ids: list[int], deferrals: int = 0) -> None:
     """Copy one leader fill for a chunk of subscriptions (safe twice: client order ids and
-    UNIQUE(leader fill, subscription) make a second run add nothing)."""
+    UNIQUE(leader fill, subscription) make a second run add nothing). ``deferrals``: how often
+    the chunk was put back to wait for the copies of the leader's earlier fills."""
     from apps.marketplace.services import fanout
 
-    fanout.copy_fanout_chunk(leader_fill_id=leader_fill_id, subscription_ids=subscription_ids)
+    fanout.copy_fanout_chunk(leader_fill_id=leader_fill_id, subscription_ids=subscription_ids, deferrals=deferrals)
 
 
 @shared_task(acks_late=True, time_limit=120, soft_time_limit=110, ignore_result=True)

@@ -277,3 +277,80 @@ def test_copy_slippage_is_measured_against_the_leaders_price(alice: Any, paper_b
     copy_fill = Fill.objects.get(account_id=sub.account_id)
     assert copy_fill.price == D("101") and copy_fill.expected_price == D("100")
     assert copy_fill.slippage_bps == D("100")
+
+
+def test_a_later_fill_waits_for_the_copy_of_an_earlier_one(alice: Any, paper_btc: Any) -> None:
+    # given: the leader opens (F1) and closes (F2); F1's chunk has not run for the follower yet
+    # (its worker was killed, say), and F2's chunk comes first
+    _, deployment, listing = make_leader(alice, paper_btc)
+    sub = make_follower(listing, 1, multiplier=D("1"), allocation="5000")
+    opened = leader_fill(deployment, paper_btc, side="buy", quantity="2", bar=1, price=100)
+    closed = leader_fill(deployment, paper_btc, side="sell", quantity="2", bar=2, price=101)
+    # when F2's chunk runs first, it puts the follower back instead of copying the close
+    assert fanout.copy_fanout_chunk(leader_fill_id=closed.pk, subscription_ids=[sub.pk]) == {}
+    assert not CopyTrade.objects.filter(subscription=sub).exists()
+    # then, once F1 is copied, F2 is: the follower ends flat, as the leader
+    fanout.copy_fanout_chunk(leader_fill_id=opened.pk, subscription_ids=[sub.pk])
+    fanout.copy_fanout_chunk(leader_fill_id=closed.pk, subscription_ids=[sub.pk], deferrals=1)
+    assert _position(sub) == D("0")
+    assert CopyTrade.objects.get(subscription=sub, leader_fill=closed).order.side == "sell"
+
+
+def test_a_fill_stops_waiting_after_the_last_deferral(alice: Any, paper_btc: Any) -> None:
+    _, deployment, listing = make_leader(alice, paper_btc)
+    sub = make_follower(listing, 1, multiplier=D("1"), allocation="5000")
+    leader_fill(deployment, paper_btc, side="buy", quantity="1", bar=1, price=100)  # never copied
+    second = leader_fill(deployment, paper_btc, side="buy", quantity="1", bar=2, price=100)
+    fanout.copy_fanout_chunk(leader_fill_id=second.pk, subscription_ids=[sub.pk], deferrals=fanout.MAX_DEFERRALS)
+    assert _position(sub) == D("1")
+
+
+def test_the_allocation_counts_the_copies_in_other_instruments(alice: Any, paper_btc: Any) -> None:
+    from apps.marketdata.models import Instrument
+
+    eth, _ = Instrument.objects.get_or_create(
+        venue="papertest", symbol="ETH/USDT", defaults={"base": "ETH", "quote": "USDT", "lot_size": D("0.001")}
+    )
+    candles_write(instrument=eth, timeframe="1h", frame=bar_frame(T0, 50, 50, 50, 50))
+    _, deployment, listing = make_leader(alice, paper_btc)
+    deployment.instruments.add(eth)
+    sub = make_follower(listing, 1, multiplier=D("1"), allocation="300")
+    fanout.copy_fanout_run(
+        leader_fill_id=leader_fill(deployment, paper_btc, side="buy", quantity="2", bar=1, price=100).pk
+    )
+    assert _position(sub) == D("2")  # 200 of the 300
+    # the leader buys 4 ETH at 50 (200): only the 100 left of the allocation is copied
+    eth_fill = leader_fill(deployment, eth, side="buy", quantity="4", bar=5, price=50)
+    fanout.copy_fanout_run(leader_fill_id=eth_fill.pk)
+    eth_position = Position.objects.get(deployment_id=sub.deployment_id, instrument=eth)
+    assert eth_position.quantity == D("2")
+
+
+def test_joining_opens_the_position_as_of_subscribing_not_the_later_fills(alice: Any, paper_btc: Any) -> None:
+    _, deployment, listing = make_leader(alice, paper_btc)
+    leader_fill(deployment, paper_btc, side="buy", quantity="3", bar=1, price=100)
+    sub = make_follower(listing, 1, multiplier=D("0.5"), allocation="5000", open_existing=True)
+    # the leader adds 1 after the follower joined and before the joining task ran
+    later = leader_fill(deployment, paper_btc, side="buy", quantity="1", bar=2, price=100)
+    fanout.copy_open_existing(subscription_id=sub.pk)
+    fanout.copy_fanout_run(leader_fill_id=later.pk)
+    assert _position(sub) == D("2")  # 0.5 x (3 + 1), not 0.5 x (4 + 1)
+
+
+def test_a_listing_back_in_review_after_new_terms_still_copies(alice: Any, paper_btc: Any) -> None:
+    _, deployment, listing = make_leader(alice, paper_btc)
+    sub = make_follower(listing, 1, multiplier=D("1"), allocation="5000")
+    Listing.objects.filter(pk=listing.pk).update(status=Listing.Status.PENDING)
+    fanout.copy_fanout_run(
+        leader_fill_id=leader_fill(deployment, paper_btc, side="buy", quantity="1", bar=1, price=100).pk
+    )
+    assert _position(sub) == D("1")
+    # rejected: what the leader closes is still closed for the follower, nothing new opens
+    Listing.objects.filter(pk=listing.pk).update(status=Listing.Status.REJECTED)
+    add = leader_fill(deployment, paper_btc, side="buy", quantity="1", bar=2, price=100)
+    fanout.copy_fanout_run(leader_fill_id=add.pk)
+    assert CopyTrade.objects.get(subscription=sub, leader_fill=add).code == "listing_not_approved"
+    fanout.copy_fanout_run(
+        leader_fill_id=leader_fill(deployment, paper_btc, side="sell", quantity="2", bar=3, price=100).pk
+    )
+    assert _position(sub) == D("0")

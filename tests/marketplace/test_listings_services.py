@@ -333,3 +333,15 @@ def test_status_and_stats_are_not_updatable(make_listing):
 
     listing.refresh_from_db()
     assert listing.status == Listing.Status.DRAFT and listing.stats_return is None
+
+
+def test_too_many_decimal_places_are_a_field_error_not_a_crash(alice: Any, leader_deployment: Any) -> None:
+    from apps.common.errors import ValidationFailed
+    from apps.marketplace.services import listings as listing_services
+
+    for field, value in (("performance_fee_pct", "10.555"), ("min_allocation", "0.00000000001")):
+        with pytest.raises(ValidationFailed) as caught:
+            listing_services.listing_create(
+                owner=alice, deployment_id=leader_deployment.pk, title="Too precise", **{field: value}
+            )
+        assert list(caught.value.extra["fields"]) == [field] and "decimal places" in caught.value.message

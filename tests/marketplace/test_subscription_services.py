@@ -40,7 +40,7 @@ def _refused(field: str, code: str, **kwargs: Any) -> ValidationFailed:
     with pytest.raises(ValidationFailed) as caught:
         subscription_create(**kwargs)
     assert (Subscription.objects.count(), Deployment.objects.count()) == before
-    assert caught.value.extra.get("field") == field
+    assert list(caught.value.extra["fields"]) == [field]
     assert caught.value.code == code
     return caught.value
 
@@ -179,3 +179,69 @@ def test_a_revoked_key_stops_the_accounts_subscriptions(
     sub.refresh_from_db()
     assert sub.status == "paused" and "needs attention" in sub.status_reason
     assert "revoked" in sub.status_reason
+
+
+def test_a_leaders_new_terms_apply_to_new_subscribers_only(
+    bob: Any, bob_paper: TradingAccount, listing: Listing, mallory: Any
+) -> None:
+    Listing.objects.filter(pk=listing.pk).update(monthly_fee=D("10"), performance_fee_pct=D("5"))
+    listing.refresh_from_db()
+    early = subscription_create(follower=bob, listing=listing, account_id=bob_paper.pk, allocation="1000")
+    Listing.objects.filter(pk=listing.pk).update(monthly_fee=D("99"), performance_fee_pct=D("50"))
+    listing.refresh_from_db()
+    late = subscription_create(
+        follower=mallory, listing=listing, account_id=make_paper_account(mallory).pk, allocation="1000"
+    )
+    assert (early.monthly_fee, early.performance_fee_pct) == (D("10"), D("5"))
+    assert (late.monthly_fee, late.performance_fee_pct) == (D("99"), D("50"))
+
+
+def test_the_high_water_mark_moves_with_the_allocation(bob: Any, bob_paper: TradingAccount, listing: Listing) -> None:
+    sub = subscription_create(follower=bob, listing=listing, account_id=bob_paper.pk, allocation="1000")
+    Subscription.objects.filter(pk=sub.pk).update(high_water_mark=D("1100"))  # a high reached by trading
+    sub.refresh_from_db()
+    subscription_update(subscription=sub, actor=bob, allocation="1500")
+    sub.refresh_from_db()
+    assert sub.high_water_mark == D("1600")  # the 500 added is not performance
+    subscription_update(subscription=sub, actor=bob, allocation="900")
+    sub.refresh_from_db()
+    assert sub.high_water_mark == D("1000")
+
+
+def test_only_an_increase_of_the_allocation_needs_free_cash(
+    bob: Any, bob_paper: TradingAccount, listing: Listing
+) -> None:
+    from apps.accounts.models import PaperBalance
+
+    sub = subscription_create(follower=bob, listing=listing, account_id=bob_paper.pk, allocation="2000")
+    # the copies have bought with most of the cash: 150 left free
+    PaperBalance.objects.filter(account=bob_paper, asset="USDT").update(free=D("150"))
+    subscription_update(subscription=sub, actor=bob, allocation="2000", max_loss="300")  # unchanged: fine
+    subscription_update(subscription=sub, actor=bob, allocation="2100")  # +100 of the 150 free
+    with pytest.raises(ValidationFailed, match="grow by at most 150"):
+        subscription_update(subscription=sub, actor=bob, allocation="2300")
+    sub.refresh_from_db()
+    assert sub.allocation == D("2100") and sub.max_loss == D("300")
+
+
+def test_a_listed_deployments_track_record_inputs_cannot_change(alice: Any, listing: Listing) -> None:
+    from apps.strategies.services.deployments import deployment_pause, deployment_update
+
+    deployment = deployment_pause(deployment=listing.deployment, actor=alice)
+    with pytest.raises(ValidationFailed) as caught:
+        deployment_update(deployment=deployment, actor=alice, capital="600")
+    assert caught.value.code == "listed" and list(caught.value.extra["fields"]) == ["capital"]
+    assert Deployment.objects.get(pk=deployment.pk).capital == D("10000")
+    deployment_update(deployment=deployment, actor=alice, name="Renamed")  # presentation may change
+
+
+def test_the_subscribe_page_does_not_show_someone_elses_unpublished_listing(bob: Any, listing: Listing) -> None:
+    from apps.common.errors import NotFound
+    from apps.marketplace.selectors.subscriptions import listing_get_for_subscribe
+
+    for status in ("draft", "pending", "rejected"):
+        Listing.objects.filter(pk=listing.pk).update(status=status)
+        with pytest.raises(NotFound):
+            listing_get_for_subscribe(user=bob, listing_id=listing.pk)
+    Listing.objects.filter(pk=listing.pk).update(status="suspended")
+    assert listing_get_for_subscribe(user=bob, listing_id=listing.pk) == listing

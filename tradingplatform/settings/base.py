@@ -369,6 +369,12 @@ SPECTACULAR_SETTINGS = {
         "WalkForwardModeEnum": "apps.backtests.models.WalkForward.Mode",
         "DeploymentStatusEnum": "apps.strategies.models.Deployment.Status",
         "DeploymentModeEnum": [("paper", "paper"), ("live", "live")],
+        "InstrumentAssetClassEnum": "apps.marketdata.models.Instrument.AssetClass",
+        "ListingAssetClassEnum": "apps.marketplace.models.Listing.AssetClass",
+        "ListingStatusEnum": "apps.marketplace.models.Listing.Status",
+        "SubscriptionStatusEnum": "apps.marketplace.models.Subscription.Status",
+        "CopyTradeStatusEnum": "apps.marketplace.models.CopyTrade.Status",
+        "FeeEntryStatusEnum": "apps.marketplace.models.FeeEntry.Status",
     },
 }
 

@@ -67,16 +67,17 @@ def subscription_open_for_listing(*, user: Any, listing: Listing) -> Subscriptio
 
 
 def listing_get_for_subscribe(*, user: Any, listing_id: Any) -> Listing:
-    """The listing a user asks to subscribe to. Drafts are private (NotFound unless the user owns
-    them); every other state is returned so that the subscription service can refuse an
-    unapproved, suspended or own listing with its reason."""
+    """The listing a user asks to subscribe to: an approved or suspended one (public once; the
+    subscription service refuses a suspended one with its reason), or the user's own in any
+    state (refused as their own). Anyone else's draft, pending or rejected listing is NotFound:
+    its title and terms are not public."""
     try:
         pk = int(listing_id)
     except (TypeError, ValueError):
         raise NotFound("No such listing.") from None
     listing = (
         Listing.objects.filter(pk=pk)
-        .filter(~Q(status=Listing.Status.DRAFT) | Q(owner=user))
+        .filter(Q(status__in=(Listing.Status.APPROVED, Listing.Status.SUSPENDED)) | Q(owner=user))
         .select_related("owner", "deployment")
         .first()
     )

@@ -63,7 +63,14 @@ logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 TEN_DP = Decimal("1e-10")
-COPYING = (Listing.Status.APPROVED, Listing.Status.SUSPENDED)
+# A listing's followers copy what opens or adds while it is approved, or back in review after a
+# change of its terms (they subscribed to it approved); whatever its status, reductions and
+# closes are copied, so no follower is left holding what the leader has closed.
+OPENING = (Listing.Status.APPROVED, Listing.Status.PENDING)
+# How often, and how long apart, a chunk waits for the copies of a leader's earlier fills
+# before copying a later one (copies follow the leader's fills in order, per follower).
+DEFER_SECONDS = 2.0
+MAX_DEFERRALS = 30
 
 
 def _chunk_size() -> int:
@@ -129,12 +136,12 @@ def _signed_fills(deployment_id: int, instrument_id: int, **bounds: Any) -> Deci
 
 def leader_trade(*, leader_fill_id: int) -> LeaderTrade | None:
     """The fill with its listing and the leader's position around it; None when the fill's
-    deployment is not listed (or the listing is not copied: draft, pending, rejected)."""
+    deployment is not listed."""
     fill = Fill.objects.select_related("instrument").filter(pk=leader_fill_id).first()
     if fill is None or fill.deployment_id is None:
         return None
     listing = Listing.objects.filter(deployment_id=fill.deployment_id).values("pk", "status").first()
-    if listing is None or listing["status"] not in COPYING:
+    if listing is None:
         return None
     before = _signed_fills(fill.deployment_id, fill.instrument_id, pk__lt=fill.pk)
     delta = fill.quantity if fill.side == Order.Side.BUY else -fill.quantity
@@ -156,11 +163,11 @@ def leader_trade(*, leader_fill_id: int) -> LeaderTrade | None:
 
 
 def _eligible(listing_id: int, fill: Fill) -> list[int]:
-    """Active subscriptions that started before the fill and have no copy of it yet."""
+    """Active subscriptions copying since before the fill, with no copy of it yet."""
     done = CopyTrade.objects.filter(leader_fill_id=fill.pk).values("subscription_id")
     return list(
         Subscription.objects.filter(
-            listing_id=listing_id, status=Subscription.Status.ACTIVE, started_at__lte=fill.recorded_at
+            listing_id=listing_id, status=Subscription.Status.ACTIVE, copying_since__lte=fill.recorded_at
         )
         .exclude(pk__in=done)
         .order_by("pk")
@@ -168,16 +175,18 @@ def _eligible(listing_id: int, fill: Fill) -> list[int]:
     )
 
 
-def _enqueue(leader_fill_id: int, subscription_ids: Sequence[int]) -> int:
+def _enqueue(leader_fill_id: int, subscription_ids: Sequence[int], *, deferrals: int = 0) -> int:
     from apps.marketplace import tasks
 
     size = _chunk_size()
     chunks = [list(subscription_ids[i : i + size]) for i in range(0, len(subscription_ids), size)]
     if not chunks:
         return 0
+    # A deferred chunk waits a little; a first one goes out at once (no ETA to hold in a worker).
+    options: dict[str, Any] = {"countdown": DEFER_SECONDS} if deferrals else {}
     with tasks.copy_fanout_chunk.app.producer_or_acquire() as producer:
         for chunk in chunks:
-            tasks.copy_fanout_chunk.apply_async((leader_fill_id, chunk), producer=producer)
+            tasks.copy_fanout_chunk.apply_async((leader_fill_id, chunk, deferrals), producer=producer, **options)
     return len(chunks)
 
 
@@ -196,8 +205,6 @@ def copy_fanout_start(*, leader_fill_id: int, deployment_id: int) -> int:
 
     listing_id = listing["pk"]
     tasks.listing_stats_refresh.delay(listing_id)
-    if listing["status"] not in COPYING:
-        return 0
     fill = Fill.objects.filter(pk=leader_fill_id).only("pk", "recorded_at").first()
     if fill is None:
         return 0
@@ -211,7 +218,7 @@ def copy_fanout_sweep(*, within_seconds: float | None = None) -> int:
     """Re-queue what recent leader fills of copied listings have not copied yet (a worker died
     mid-fan-out, a message was lost). Returns how many subscriptions were re-queued."""
     since = timezone.now() - timedelta(seconds=within_seconds if within_seconds is not None else _max_age() * 2)
-    listed = dict(Listing.objects.filter(status__in=COPYING).values_list("deployment_id", "pk"))
+    listed = dict(Listing.objects.values_list("deployment_id", "pk"))
     queued = 0
     for fill in Fill.objects.filter(deployment_id__in=list(listed), recorded_at__gte=since).only(
         "pk", "deployment_id", "recorded_at"
@@ -233,7 +240,7 @@ def copy_fanout_run(*, leader_fill_id: int) -> int:
     ids = _eligible(trade.listing_id, trade.fill)
     size = _chunk_size()
     for i in range(0, len(ids), size):
-        copy_fanout_chunk(leader_fill_id=leader_fill_id, subscription_ids=ids[i : i + size])
+        copy_fanout_chunk(leader_fill_id=leader_fill_id, subscription_ids=ids[i : i + size], defer=False)
     return len(ids)
 
 
@@ -316,8 +323,9 @@ def copy_plan(
     size = ZERO
     if open_qty > 0:
         deviation = abs(price - trade.price) / trade.price * HUNDRED if trade.price else ZERO
-        if trade.listing_status == Listing.Status.SUSPENDED:
-            code, reason = "listing_suspended", "The listing is suspended: only reductions are copied."
+        if trade.listing_status not in OPENING:
+            code = "listing_suspended" if trade.listing_status == Listing.Status.SUSPENDED else "listing_not_approved"
+            reason = f"The listing is {trade.listing_status}: only reductions are copied."
         elif sub.max_price_deviation_pct is not None and deviation > sub.max_price_deviation_pct:
             code = "price_deviation"
             reason = (
@@ -356,6 +364,10 @@ def copy_plan(
 # --- the chunk ----------------------------------------------------------------------------------
 
 
+def _mark(price: Decimal | None, average: Decimal) -> Decimal:
+    return price if price is not None else average
+
+
 def _books(subs: Sequence[Subscription], instrument_id: int) -> dict[int, Book]:
     """Each copy book's position in the instrument, equity and other exposure, in three queries."""
     book_ids = [s.deployment_id for s in subs]
@@ -366,24 +378,35 @@ def _books(subs: Sequence[Subscription], instrument_id: int) -> dict[int, Book]:
         .annotate(total=Sum("amount"))
         .values_list("deployment_id", "total")
     )
-    held: dict[int, list[tuple[int, Decimal]]] = {}
-    for dep_id, inst_id, qty in (
+    held: dict[int, list[tuple[int, Decimal, Decimal]]] = {}
+    for dep_id, inst_id, qty, average in (
         Position.objects.filter(deployment_id__in=book_ids)
         .exclude(quantity=0)
-        .values_list("deployment_id", "instrument_id", "quantity")
+        .values_list("deployment_id", "instrument_id", "quantity", "average_price")
     ):
-        held.setdefault(dep_id, []).append((inst_id, qty))
-    marks: dict[int, Decimal] = {}
-    for inst_id in {i for rows in held.values() for i, _ in rows}:
-        marks[inst_id] = last_price(instrument_id=inst_id) or ZERO
+        held.setdefault(dep_id, []).append((inst_id, qty, average or ZERO))
+    # Orders still working (a live venue's copies fill after commit) count as exposure already:
+    # two leader fills in a row must not each size up to the whole allocation.
+    pending: dict[int, Decimal] = {}
+    for dep_id, qty, filled, expected in Order.objects.filter(
+        deployment_id__in=book_ids, status__in=Order.OPEN_STATUSES, reduce_only=False
+    ).values_list("deployment_id", "quantity", "filled_quantity", "expected_price"):
+        pending[dep_id] = pending.get(dep_id, ZERO) + max(qty - filled, ZERO) * (expected or ZERO)
+    marks: dict[int, Decimal | None] = {}
+    for inst_id in {i for rows in held.values() for i, _, _ in rows}:
+        marks[inst_id] = last_price(instrument_id=inst_id)
     books = {}
     for sub in subs:
         rows = held.get(sub.deployment_id, [])
-        position = sum((q for i, q in rows if i == instrument_id), ZERO)
-        other = sum((abs(q) * marks[i] for i, q in rows if i != instrument_id), ZERO)
-        marked = sum((q * marks[i] for i, q in rows), ZERO)
+        # A position without a price yet is marked at its average entry, as deployment_equity does.
+        marked_rows = [(i, q, _mark(marks[i], average)) for i, q, average in rows]
+        position = sum((q for i, q, _ in marked_rows if i == instrument_id), ZERO)
+        other = sum((abs(q) * mark for i, q, mark in marked_rows if i != instrument_id), ZERO)
+        marked = sum((q * mark for _, q, mark in marked_rows), ZERO)
         equity = sub.deployment.capital + (cash.get(sub.deployment_id) or ZERO) + marked
-        books[sub.pk] = Book(position=position, equity=equity, other_exposure=other)
+        books[sub.pk] = Book(
+            position=position, equity=equity, other_exposure=other + pending.get(sub.deployment_id, ZERO)
+        )
     return books
 
 
@@ -457,9 +480,12 @@ def _intent(sub: Subscription, trade: LeaderTrade, plan: CopyPlan, client_order_
     )
 
 
-def copy_fanout_chunk(*, leader_fill_id: int, subscription_ids: Sequence[int]) -> dict[str, int]:
+def copy_fanout_chunk(
+    *, leader_fill_id: int, subscription_ids: Sequence[int], deferrals: int = 0, defer: bool = True
+) -> dict[str, int]:
     """Copy one leader fill for these subscriptions (module docstring). Safe to run twice.
-    Returns counts by CopyTrade status."""
+    A subscription still missing the copy of an earlier fill of the same leader is put back
+    (``defer``; after MAX_DEFERRALS tries it goes ahead). Returns counts by CopyTrade status."""
     started = time.monotonic()
     trade = leader_trade(leader_fill_id=leader_fill_id)
     if trade is None:
@@ -492,40 +518,18 @@ def copy_fanout_chunk(*, leader_fill_id: int, subscription_ids: Sequence[int]) -
         rows = [_skip(s, trade, code, reason, price) for s in subs]
         _save(rows, [])
         return {CopyTrade.Status.SKIPPED: len(rows)}
+    if defer and deferrals < MAX_DEFERRALS:
+        waiting = _waiting_for_earlier(trade, subs)
+        if waiting:
+            _enqueue(leader_fill_id, sorted(waiting), deferrals=deferrals + 1)
+            subs = [s for s in subs if s.pk not in waiting]
     rules = market_rules_for(trade.instrument)
-    books = _books(subs, trade.instrument.pk)
     leader_equity = _leader_equity(trade)
-    skipped: list[CopyTrade] = []
-    stops: list[tuple[Subscription, str]] = []
-    paper: list[tuple[Subscription, CopyPlan, OrderIntent]] = []
-    others: list[tuple[Subscription, CopyPlan, OrderIntent]] = []
+    paper = [s for s in subs if s.account.kind == TradingAccount.Kind.PAPER]
+    stops = _copy_paper(trade, paper, price, rules, leader_equity) if paper else []
     for sub in subs:
-        plan = copy_plan(
-            sub=sub, trade=trade, book=books[sub.pk], price=price, leader_equity=leader_equity, rules=rules
-        )
-        if plan.quantity <= 0:
-            skipped.append(_skip(sub, trade, plan.code, plan.reason, price))
-            if plan.stop:
-                stops.append((sub, plan.reason))
-            continue
-        intent = _intent(sub, trade, plan, copy_order_id(leader_fill_id=leader_fill_id, subscription_id=sub.pk))
-        (paper if sub.account.kind == TradingAccount.Kind.PAPER else others).append((sub, plan, intent))
-    with transaction.atomic():
-        copies = list(skipped)
-        if paper:
-            outcomes = orders_execute_paper_batch(intents=[i for _, _, i in paper], instrument=trade.instrument)
-            copies += [
-                _copy_of(sub, trade, plan, o.order, price) for (sub, plan, _), o in zip(paper, outcomes, strict=True)
-            ]
-        _save(copies, subs)
-    for sub, plan, intent in others:  # each in its own transaction: one venue's trouble stays its own
-        try:
-            order = order_submit(intent=intent, raise_refusal=False)
-        except Exception as exc:  # a malformed intent, a vanished row: that follower's failure only
-            logger.exception("copy of fill %s for subscription %s failed", leader_fill_id, sub.pk)
-            _save([_skip(sub, trade, "failed", f"The copy could not be placed: {exc}", price)], [sub], failed=True)
-            continue
-        _save([_copy_of(sub, trade, plan, order, price)], [sub])
+        if sub.account.kind != TradingAccount.Kind.PAPER:
+            stops += _copy_one(trade, sub, price, rules, leader_equity)
     for sub, reason in stops:
         _stop_for_loss(sub, reason)
     counts: dict[str, int] = {}
@@ -539,6 +543,102 @@ def copy_fanout_chunk(*, leader_fill_id: int, subscription_ids: Sequence[int]) -
         counts,
     )
     return counts
+
+
+def _waiting_for_earlier(trade: LeaderTrade, subs: Sequence[Subscription]) -> set[int]:
+    """The subscriptions for which an earlier fill of the leader (recorded while they were
+    copying, recently enough to be copied still) has no copy yet: a chunk of it is queued,
+    running, or was lost with a killed worker (the sweep re-queues it). Copying this fill first
+    would apply the leader's trades out of order (a close before the open it closes)."""
+    since = timezone.now() - timedelta(seconds=_max_age())
+    earlier = list(
+        Fill.objects.filter(
+            deployment_id=trade.leader_deployment_id, pk__lt=trade.fill.pk, recorded_at__gte=since
+        ).values_list("pk", "recorded_at")
+    )
+    if not earlier:
+        return set()
+    have = set(
+        CopyTrade.objects.filter(
+            leader_fill_id__in=[pk for pk, _ in earlier], subscription_id__in=[s.pk for s in subs]
+        ).values_list("subscription_id", "leader_fill_id")
+    )
+    return {
+        s.pk
+        for s in subs
+        if any(
+            s.copying_since is not None and recorded >= s.copying_since and (s.pk, pk) not in have
+            for pk, recorded in earlier
+        )
+    }
+
+
+def _lock_books(subs: Sequence[Subscription]) -> None:
+    """Lock the followers' accounts, then their copy books, each in pk order (the house order)."""
+    account_ids = sorted({s.account_id for s in subs})
+    list(TradingAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values_list("pk"))
+    book_ids = sorted({s.deployment_id for s in subs})
+    list(Deployment.objects.select_for_update().filter(pk__in=book_ids).order_by("pk").values_list("pk"))
+
+
+def _copy_paper(
+    trade: LeaderTrade, subs: list[Subscription], price: Decimal, rules: MarketRules, leader_equity: Decimal
+) -> list[tuple[Subscription, str]]:
+    """The paper followers of a chunk in one transaction: the books are read under their
+    locks, so the sizing's allocation cap holds against a concurrent fan-out of another fill."""
+    stops: list[tuple[Subscription, str]] = []
+    with transaction.atomic():
+        _lock_books(subs)
+        books = _books(subs, trade.instrument.pk)
+        copies: list[CopyTrade] = []
+        placing: list[tuple[Subscription, CopyPlan, OrderIntent]] = []
+        for sub in subs:
+            plan = copy_plan(
+                sub=sub, trade=trade, book=books[sub.pk], price=price, leader_equity=leader_equity, rules=rules
+            )
+            if plan.quantity <= 0:
+                copies.append(_skip(sub, trade, plan.code, plan.reason, price))
+                if plan.stop:
+                    stops.append((sub, plan.reason))
+                continue
+            client_order_id = copy_order_id(leader_fill_id=trade.fill.pk, subscription_id=sub.pk)
+            placing.append((sub, plan, _intent(sub, trade, plan, client_order_id)))
+        if placing:
+            outcomes = orders_execute_paper_batch(intents=[i for _, _, i in placing], instrument=trade.instrument)
+            copies += [
+                _copy_of(sub, trade, plan, o.order, price) for (sub, plan, _), o in zip(placing, outcomes, strict=True)
+            ]
+        _save(copies, subs)
+    return stops
+
+
+def _copy_one(
+    trade: LeaderTrade, sub: Subscription, price: Decimal, rules: MarketRules, leader_equity: Decimal
+) -> list[tuple[Subscription, str]]:
+    """A follower on a real venue, in its own transaction (one venue's trouble stays its own):
+    sized under its locks, written first, sent after commit by the execution service."""
+    try:
+        with transaction.atomic():
+            account = TradingAccount.objects.select_for_update().get(pk=sub.account_id)
+            book_row = Deployment.objects.select_for_update().get(pk=sub.deployment_id)
+            plan = copy_plan(
+                sub=sub,
+                trade=trade,
+                book=_books([sub], trade.instrument.pk)[sub.pk],
+                price=price,
+                leader_equity=leader_equity,
+                rules=rules,
+            )
+            if plan.quantity <= 0:
+                _save([_skip(sub, trade, plan.code, plan.reason, price)], [sub])
+                return [(sub, plan.reason)] if plan.stop else []
+            intent = _intent(sub, trade, plan, copy_order_id(leader_fill_id=trade.fill.pk, subscription_id=sub.pk))
+            order = order_submit(intent=intent, raise_refusal=False, locked_account=account, locked_deployment=book_row)
+            _save([_copy_of(sub, trade, plan, order, price)], [sub])
+    except Exception as exc:  # a malformed intent, a vanished row: that follower's failure only
+        logger.exception("copy of fill %s for subscription %s failed", trade.fill.pk, sub.pk)
+        _save([_skip(sub, trade, "failed", f"The copy could not be placed: {exc}", price)], [sub], failed=True)
+    return []
 
 
 def _save(copies: list[CopyTrade], subs: Sequence[Subscription], *, failed: bool = False) -> None:
@@ -587,25 +687,32 @@ def _stop_for_loss(sub: Subscription, reason: str) -> None:
 
 
 def copy_open_existing(*, subscription_id: int) -> int:
-    """Open the leader's current positions for a subscription that asked to on joining, each
-    sized as a copy of a trade opening the whole position at the leader's average price, with
-    client order id ``tpj<subscription>.<instrument>`` (once per subscription and instrument).
-    Returns how many orders were placed."""
+    """Open the leader's positions as they were when the subscription started copying, for a
+    subscription that asked to on joining: each sized as a copy of a trade opening that whole
+    position at the leader's average price, with client order id ``tpj<subscription>.<instrument>``
+    (once per subscription and instrument). Fills the leader made after the subscription started
+    are copied by their own fan-out, not here. Returns how many orders were placed."""
     sub = (
         Subscription.objects.select_related("listing", "deployment", "account")
         .filter(pk=subscription_id, status=Subscription.Status.ACTIVE, open_existing=True)
         .first()
     )
-    if sub is None or sub.listing.status != Listing.Status.APPROVED:
+    if sub is None or sub.listing.status != Listing.Status.APPROVED or sub.copying_since is None:
         return 0
     leader_id = sub.listing.deployment_id
     placed = 0
-    for position in Position.objects.filter(deployment_id=leader_id).exclude(quantity=0).select_related("instrument"):
+    for position in Position.objects.filter(deployment_id=leader_id).select_related("instrument"):
+        instrument_id = position.instrument_id
+        held = _signed_fills(leader_id, instrument_id, recorded_at__lte=sub.copying_since)
         fill = (
-            Fill.objects.filter(deployment_id=leader_id, instrument_id=position.instrument_id).order_by("-pk").first()
+            Fill.objects.filter(
+                deployment_id=leader_id, instrument_id=instrument_id, recorded_at__lte=sub.copying_since
+            )
+            .order_by("-pk")
+            .first()
         )
-        price = last_price(instrument_id=position.instrument_id)
-        if fill is None or price is None:
+        price = last_price(instrument_id=instrument_id)
+        if held == 0 or fill is None or price is None:
             continue
         trade = LeaderTrade(
             fill=fill,
@@ -613,27 +720,28 @@ def copy_open_existing(*, subscription_id: int) -> int:
             listing_status=sub.listing.status,
             leader_deployment_id=leader_id,
             instrument=position.instrument,
-            side=Order.Side.BUY if position.quantity > 0 else Order.Side.SELL,
-            quantity=abs(position.quantity),
-            price=position.average_price or price,
+            side=Order.Side.BUY if held > 0 else Order.Side.SELL,
+            quantity=abs(held),
+            price=position.average_price or fill.price,
             before=ZERO,
-            after=position.quantity,
+            after=held,
         )
-        trade_copy = _open_one(sub, trade, price)
-        placed += 1 if trade_copy is not None else 0
+        placed += 1 if _open_one(sub, trade, price) is not None else 0
     return placed
 
 
 def _open_one(sub: Subscription, trade: LeaderTrade, price: Decimal) -> Order | None:
     rules = market_rules_for(trade.instrument)
-    book = _books([sub], trade.instrument.pk)[sub.pk]
-    plan = copy_plan(sub=sub, trade=trade, book=book, price=price, leader_equity=_leader_equity(trade), rules=rules)
-    if plan.quantity <= 0:
-        logger.info("joining copy of %s for subscription %s skipped: %s", trade.instrument, sub.pk, plan.reason)
-        return None
-    client_order_id = copy_join_order_id(subscription_id=sub.pk, instrument_id=trade.instrument.pk)
-    intent = _intent(sub, trade, plan, client_order_id)
+    leader_equity = _leader_equity(trade)
     with transaction.atomic():
+        _lock_books([sub])
+        book = _books([sub], trade.instrument.pk)[sub.pk]
+        plan = copy_plan(sub=sub, trade=trade, book=book, price=price, leader_equity=leader_equity, rules=rules)
+        if plan.quantity <= 0:
+            logger.info("joining copy of %s for subscription %s skipped: %s", trade.instrument, sub.pk, plan.reason)
+            return None
+        client_order_id = copy_join_order_id(subscription_id=sub.pk, instrument_id=trade.instrument.pk)
+        intent = _intent(sub, trade, plan, client_order_id)
         if sub.account.kind == TradingAccount.Kind.PAPER:
             order = orders_execute_paper_batch(intents=[intent], instrument=trade.instrument)[0].order
         else:

@@ -24,6 +24,10 @@ When fees accrue (``fees_accrue``, run daily by beat as the task of the same nam
   period is then settled, and a second run later in the month cannot charge a gain made after
   the month ended.
 
+The terms are the subscription's own (``Subscription.monthly_fee`` / ``performance_fee_pct``,
+copied from the listing when the follower subscribed): a leader's later change of terms applies
+to new subscribers only. Nothing accrues while the listing is suspended or rejected.
+
 Amounts are Decimal quantized to 10 places (``MONEY_PLACES``, the ledger's precision), rounded
 half-even. ``fee_split`` divides a fee into the leader's and the platform's share
 (``settings.MARKETPLACE_PLATFORM_FEE_SHARE``, default 0.2): the platform's part is rounded, the
@@ -53,7 +57,7 @@ from django.utils.module_loading import import_string
 
 from apps.audit.services import audit_record
 from apps.common.errors import Conflict, ValidationFailed
-from apps.marketplace.models import FeeEntry, Subscription
+from apps.marketplace.models import FeeEntry, Listing, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +168,12 @@ def _lock(subscription_id: int) -> Subscription:
     )
 
 
+def _charging(listing: Listing) -> bool:
+    """Fees accrue while the listing is approved (or back in review after a change of its
+    terms); a suspended or rejected listing charges nothing."""
+    return listing.status in (Listing.Status.APPROVED, Listing.Status.PENDING)
+
+
 @transaction.atomic
 def fee_accrue_monthly(*, subscription: Subscription, period_start: date) -> FeeEntry | None:
     """Accrue the monthly fee of one completed month (idempotent: an existing entry for the
@@ -176,11 +186,11 @@ def fee_accrue_monthly(*, subscription: Subscription, period_start: date) -> Fee
     if existing is not None:
         return existing
     listing = subscription.listing
-    if listing.monthly_fee <= 0 or subscription.status == Subscription.Status.STOPPED:
+    if subscription.monthly_fee <= 0 or subscription.status == Subscription.Status.STOPPED or not _charging(listing):
         return None
     days = live_days(subscription=subscription, period_start=period_start)
     period_end = month_end(period_start)
-    amount = monthly_fee_amount(monthly_fee=listing.monthly_fee, days=days, days_in_month=period_end.day)
+    amount = monthly_fee_amount(monthly_fee=subscription.monthly_fee, days=days, days_in_month=period_end.day)
     if amount <= 0:
         return None
     memo = "" if days >= period_end.day else f"{days} of {period_end.day} days"
@@ -214,13 +224,17 @@ def fee_accrue_performance(
     if existing is not None:
         return existing
     listing = subscription.listing
-    if listing.performance_fee_pct <= 0 or live_days(subscription=subscription, period_start=period_start) == 0:
+    if (
+        subscription.performance_fee_pct <= 0
+        or not _charging(listing)
+        or live_days(subscription=subscription, period_start=period_start) == 0
+    ):
         return None
     if equity is None:
         equity = copy_book_equity(subscription=subscription)
     equity = money(equity)
     mark = subscription.high_water_mark if subscription.high_water_mark is not None else subscription.allocation
-    amount = performance_fee_amount(pct=listing.performance_fee_pct, equity=equity, high_water_mark=mark)
+    amount = performance_fee_amount(pct=subscription.performance_fee_pct, equity=equity, high_water_mark=mark)
     mark_after = equity if equity > mark else mark
     entry = FeeEntry(
         subscription=subscription,
@@ -255,7 +269,7 @@ def fees_accrue_for_subscription(*, subscription: Subscription, now: datetime | 
     now = now or timezone.now()
     months = list(completed_months(since=subscription.started_at, now=now))
     entries: list[FeeEntry] = []
-    if subscription.listing.monthly_fee > 0:
+    if subscription.monthly_fee > 0:
         done = set(
             FeeEntry.objects.filter(subscription=subscription, kind=FeeEntry.Kind.MONTHLY).values_list(
                 "period_start", flat=True
@@ -266,7 +280,7 @@ def fees_accrue_for_subscription(*, subscription: Subscription, now: datetime | 
                 monthly = fee_accrue_monthly(subscription=subscription, period_start=first)
                 if monthly is not None:
                     entries.append(monthly)
-    if months and subscription.listing.performance_fee_pct > 0:
+    if months and subscription.performance_fee_pct > 0:
         performance = fee_accrue_performance(subscription=subscription, period_start=months[-1])
         if performance is not None:
             entries.append(performance)
@@ -281,7 +295,7 @@ def fees_accrue(*, now: datetime | None = None) -> dict[str, int]:
     candidates = (
         Subscription.objects.filter(started_at__lt=_midnight(month_start(now.astimezone(UTC).date())))
         .filter(Q(ended_at__isnull=True) | Q(ended_at__gte=_midnight(last_month)))
-        .filter(Q(listing__monthly_fee__gt=0) | Q(listing__performance_fee_pct__gt=0))
+        .filter(Q(monthly_fee__gt=0) | Q(performance_fee_pct__gt=0))
         .select_related("listing", "deployment", "follower")
         .order_by("pk")
     )

@@ -181,7 +181,7 @@ def _choice(value: Any, choices: Any, field: str, label: str) -> str:
     return str(value)
 
 
-def _decimal(value: Any, field: str, label: str, *, maximum: Decimal = MAX_MONEY) -> Decimal:
+def _decimal(value: Any, field: str, label: str, *, maximum: Decimal = MAX_MONEY, places: int = 10) -> Decimal:
     if value is None or value == "":
         return Decimal(0)
     try:
@@ -192,6 +192,8 @@ def _decimal(value: Any, field: str, label: str, *, maximum: Decimal = MAX_MONEY
         raise _field_error(f"{label} cannot be negative.", field)
     if number > maximum:
         raise _field_error(f"{label} must be at most {maximum:,}.", field)
+    if number.as_tuple().exponent < -places:  # type: ignore[operator]
+        raise _field_error(f"{label} has at most {places} decimal places.", field)
     return number
 
 
@@ -216,7 +218,7 @@ def _clean(changes: Mapping[str, Any]) -> dict[str, Any]:
         "min_allocation": lambda v: _decimal(v, "min_allocation", "The minimum allocation"),
         "monthly_fee": lambda v: _decimal(v, "monthly_fee", "The monthly fee"),
         "performance_fee_pct": lambda v: _decimal(
-            v, "performance_fee_pct", "The performance fee", maximum=PERFORMANCE_FEE_MAX
+            v, "performance_fee_pct", "The performance fee", maximum=PERFORMANCE_FEE_MAX, places=2
         ),
         "trade_delay_minutes": _delay,
     }
@@ -344,7 +346,13 @@ def _queue_stats(listing_id: int) -> None:
 
 
 def _lock(listing: Listing) -> Listing:
-    return Listing.objects.select_for_update().select_related("deployment__account", "owner").get(pk=listing.pk)
+    # of=self: only the listing row. With the joins PostgreSQL would also lock the deployment
+    # before its account, the reverse of the house lock order a tick takes them in (deadlock).
+    return (
+        Listing.objects.select_for_update(of=("self",))
+        .select_related("deployment__account", "owner")
+        .get(pk=listing.pk)
+    )
 
 
 @transaction.atomic

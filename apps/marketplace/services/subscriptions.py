@@ -7,7 +7,7 @@ checks, the per-deployment ledger and P&L and the kill switches treat copies lik
 own orders. Pausing a subscription pauses its book (a copy in flight is refused by the risk check
 under the deployment lock); unsubscribing stops it, closing the copied positions or keeping them.
 
-Refusals (ValidationFailed with ``extra["field"]``, nothing written): someone else's account or a
+Refusals (ValidationFailed with ``extra["fields"]`` naming the field, nothing written): someone else's account or a
 disabled one, one's own listing, a listing not open to subscribers, an allocation below the
 listing's minimum or above what the account has free (less what its other subscriptions
 already hold), a currency or venue the account cannot trade, a second open subscription of
@@ -45,7 +45,7 @@ class SubscriptionStateError(Conflict):
 
 
 def _field_error(message: str, field: str, code: str = "invalid") -> ValidationFailed:
-    return ValidationFailed(message, code=code, extra={"field": field})
+    return ValidationFailed(message, code=code, extra={"fields": {field: [message]}})
 
 
 def _amount(value: Any, field: str, *, required: bool = False, allow_zero: bool = False) -> Decimal | None:
@@ -194,6 +194,43 @@ def _check_allocation(account: TradingAccount, listing: Listing, allocation: Dec
         )
 
 
+def _check_allocation_change(subscription: Subscription, allocation: Decimal) -> None:
+    """A new allocation: at least the listing's minimum; an increase must be free on the account
+    (its copies' own purchases already left ``free``, so only the increase is checked)."""
+    listing = subscription.listing
+    if allocation < listing.min_allocation:
+        raise _field_error(
+            f"The minimum allocation is {listing.min_allocation.normalize():f} {listing.currency}.",
+            "allocation",
+            "below_minimum",
+        )
+    increase = allocation - subscription.allocation
+    if increase <= 0:
+        return
+    account = subscription.account
+    free = account_free_balance(account=account, currency=listing.currency)
+    if free is None:
+        raise _field_error(
+            f"The balance of '{account.name}' is not known yet: test its connection first.",
+            "allocation",
+            "balance_unknown",
+        )
+    others = (
+        Subscription.objects.filter(account=account, status__in=OPEN_STATUSES)
+        .exclude(pk=subscription.pk)
+        .aggregate(total=Sum("allocation"))["total"]
+        or ZERO
+    )
+    room = max(free - others, ZERO)
+    if increase > room:
+        raise _field_error(
+            f"The allocation can grow by at most {room.normalize():f} {listing.currency}: that is what the "
+            "account has free.",
+            "allocation",
+            "above_balance",
+        )
+
+
 def _check_second_factor(account: TradingAccount, follower: User, request: HttpRequest | None) -> None:
     if account.kind == TradingAccount.Kind.PAPER:
         return
@@ -253,7 +290,9 @@ def subscription_create(
     # The account lock orders this against another subscription of the same account and the
     # fan-out writing to it; the listing row keeps its status while we read it.
     account = TradingAccount.objects.select_for_update().get(pk=account.pk)
-    listing = Listing.objects.select_for_update().select_related("deployment").get(pk=listing.pk)
+    # of=self: the listing row only (with the join, PostgreSQL would lock the leader's
+    # deployment too, before its account: the reverse of the house lock order).
+    listing = Listing.objects.select_for_update(of=("self",)).select_related("deployment").get(pk=listing.pk)
     _check_listing(listing, follower)
     if Subscription.objects.filter(listing=listing, account=account, status__in=OPEN_STATUSES).exists():
         raise _field_error("This account already copies this listing.", "account_id", "already_subscribed")
@@ -281,7 +320,10 @@ def subscription_create(
         account=account,
         deployment=book,
         started_at=now,
+        copying_since=now,
         high_water_mark=values["allocation"],
+        monthly_fee=listing.monthly_fee,
+        performance_fee_pct=listing.performance_fee_pct,
         **values,
     )
     audit_record(
@@ -370,7 +412,7 @@ def subscription_update(*, subscription: Subscription, actor: Any, **changes: An
     values = _limits(changes)
     if "allocation" in changes:
         values["allocation"] = _amount(changes["allocation"], "allocation", required=True)
-        _check_allocation(subscription.account, subscription.listing, values["allocation"], exclude=subscription.pk)
+        _check_allocation_change(subscription, values["allocation"])
     merged = {
         "sizing_mode": subscription.sizing_mode,
         "fixed_notional": subscription.fixed_notional,
@@ -378,6 +420,9 @@ def subscription_update(*, subscription: Subscription, actor: Any, **changes: An
         **values,
     }
     _check_sizing(merged)
+    if "allocation" in values and subscription.high_water_mark is not None:
+        # Money added or taken out is not performance: the mark moves with the allocation.
+        subscription.high_water_mark += values["allocation"] - subscription.allocation
     for name, value in values.items():
         setattr(subscription, name, value)
     subscription.save()
@@ -440,8 +485,9 @@ def subscription_resume(*, subscription: Subscription, actor: Any, request: Http
     book = subscription.deployment
     if book.status not in Deployment.RUNNING:
         deployment_resume(deployment=book, request=request, actor=actor)
-    subscription.started_at = timezone.now()
-    subscription.save(update_fields=["started_at", "updated_at"])
+    # Fills from now on are copied; what the leader traded while paused is not copied late.
+    subscription.copying_since = timezone.now()
+    subscription.save(update_fields=["copying_since", "updated_at"])
     _set_status(subscription, Subscription.Status.ACTIVE, reason="", actor=actor, action="subscription.resumed")
     return subscription
 

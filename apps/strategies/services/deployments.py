@@ -293,6 +293,27 @@ UPDATABLE = (
 )
 
 
+# What a listed deployment's verified track record is computed from: it cannot change under
+# its followers (a new capital would rescale the return; a new strategy is not what was reviewed).
+LISTED_FIXED = frozenset(
+    {"strategy_key", "params", "rule_set_id", "instrument_ids", "timeframe", "capital", "account_id"}
+)
+
+
+def _check_not_listed(deployment: Deployment, changes: Mapping[str, Any]) -> None:
+    """Refuse a change of LISTED_FIXED on a deployment published on the marketplace (its listing
+    is reached through the reverse relation the marketplace declares; no import of it here)."""
+    fixed = sorted(LISTED_FIXED & set(changes))
+    listing = getattr(deployment, "listing", None) if fixed else None
+    if listing is not None:
+        raise _field_error(
+            "This deployment is listed on the marketplace: its strategy, instruments, timeframe and "
+            "capital are what its track record is computed from and cannot change. Deploy a new one instead.",
+            fixed[0],
+            "listed",
+        )
+
+
 @transaction.atomic
 def deployment_update(*, deployment: Deployment, actor: User | None = None, **changes: Any) -> Deployment:
     """Change a draft or paused deployment (any of UPDATABLE; what is not given is kept),
@@ -307,6 +328,7 @@ def deployment_update(*, deployment: Deployment, actor: User | None = None, **ch
             f"A {deployment.get_status_display().lower()} deployment cannot be edited; pause it first."
         )
     owner = deployment.owner
+    _check_not_listed(deployment, changes)
     if "account_id" in changes and int(changes["account_id"] or 0) != deployment.account_id:
         if deployment.status != Deployment.Status.DRAFT:
             raise _field_error("The account of a deployment that has traded cannot change.", "account_id")
