@@ -256,6 +256,13 @@ def test_the_beat_skips_quiet_paper_accounts_and_never_venue_accounts(
     account_reconcile(account_id=paper.pk)
     assert accounts_to_reconcile() == [exchange.pk]
 
+    # an immediate-or-cancel order (a copy) is final when written, ours and the venue's together:
+    # it does not make the account due
+    with django_capture_on_commit_callbacks(execute=True):
+        copy = order_submit(intent=intent(paper, paper_btc, source="copy", client_order_id="tpc1.1"))
+    assert Order.objects.get(pk=copy.pk).status == Order.Status.FILLED
+    assert accounts_to_reconcile() == [exchange.pk]
+
     # when one of our orders is still on its way (its outcome unknown), it is due
     Order.objects.filter(pk=order.pk).update(status=Order.Status.UNKNOWN)
     assert accounts_to_reconcile() == sorted([paper.pk, exchange.pk])

@@ -374,12 +374,16 @@ def accounts_to_reconcile(*, include_quiet_paper: bool = False) -> list[int]:
     each of those stamps ``updated_at``) and none of our orders for it is still on its way
     (new, sending, unknown), both books are what that run compared, and comparing them again
     finds what it found then. Skipping those keeps the every-minute beat from costing a task per
-    idle paper account (thousands of them)."""
+    idle paper account (thousands of them). Immediate-or-cancel paper orders (copies) do not
+    count as a change: they are final when written, in the transaction that writes our Order
+    and Fill for them (a copy fan-out to 10,000 followers must not make 10,000 accounts due)."""
     accounts = TradingAccount.objects.filter(status=TradingAccount.Status.ACTIVE)
     if not include_quiet_paper:
         from apps.accounts.models import PaperOrder
 
-        changed = PaperOrder.objects.filter(account_id=OuterRef("pk"), updated_at__gte=OuterRef("last_reconciled_at"))
+        changed = PaperOrder.objects.filter(
+            account_id=OuterRef("pk"), updated_at__gte=OuterRef("last_reconciled_at")
+        ).exclude(time_in_force="IOC")
         in_flight = Order.objects.filter(account_id=OuterRef("pk"), status__in=(S.NEW, S.SENDING, S.UNKNOWN))
         accounts = accounts.filter(
             ~Q(kind=TradingAccount.Kind.PAPER)
