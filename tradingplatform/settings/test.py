@@ -17,6 +17,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not SQLite's shared-cache in-memory database: there a second writer (the embedded
     # worker thread of a live-server test) is refused at once ("database table is locked")
     # instead of waiting, which busy_timeout cannot help. In a file with WAL it waits (OPTIONS
-    # in base.py). pytest-xdist gives each process its own file (suffix _gw0, _gw1).
+    # in base.py). One file per test process (pytest-xdist's processes, or two runs side by side),
+    # removed when the run ends.
+    import os
+
     (BASE_DIR / "var").mkdir(exist_ok=True)
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}
