@@ -15,8 +15,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
-from django.db.backends.signals import connection_created
-from django.dispatch import receiver
 from django.test import Client
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -108,18 +106,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs Redis: set REDIS_URL=redis://..."))
         if "browser" in item.keywords and not has_chromium:
             item.add_marker(pytest.mark.skip(reason="needs Debian's chromium (apt-get install chromium)"))
-
-
-@receiver(connection_created)
-def _sqlite_memory_readers_do_not_lock(sender: Any, connection: Any, **kwargs: Any) -> None:
-    """The SQLite test database lives in memory with a shared cache, where a reader's table lock
-    makes a writer on another connection fail at once with "database table is locked" (no busy
-    timeout applies): a page polling a job while the worker thread records its progress. The
-    platform's own SQLite database is a file in WAL mode, where readers never block the writer;
-    read_uncommitted gives the in-memory test database that same property."""
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA read_uncommitted = 1")
 
 
 @pytest.fixture(autouse=True)

@@ -1,14 +1,45 @@
-"""The in-memory SQLite test database must not fail a writer because another thread is reading
-(tests/conftest.py sets read_uncommitted on it)."""
+"""The SQLite test database (embedded mode) is a file in WAL mode with a busy timeout, as
+`make run`'s database is: a second writer (the embedded worker thread of a live-server test)
+waits for the first instead of failing with "database table is locked"."""
+
+import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
+
+from apps.users.models import User
 
 
-@pytest.mark.django_db
-def test_the_in_memory_sqlite_test_database_lets_readers_not_lock_writers():
-    if connection.vendor != "sqlite" or not connection.is_in_memory_db():
-        pytest.skip("only the in-memory SQLite test database has shared-cache table locks")
+@pytest.mark.django_db(transaction=True)
+def test_a_second_sqlite_writer_waits_for_the_first() -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("the embedded-mode test database is SQLite; PostgreSQL waits on row locks anyway")
+    assert not connection.is_in_memory_db()
     with connection.cursor() as cursor:
-        cursor.execute("PRAGMA read_uncommitted")
-        assert cursor.fetchone()[0] == 1
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+    first_holds = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def first_writer() -> None:
+        try:
+            with transaction.atomic():
+                User.objects.create(email="first@example.com")
+                first_holds.set()
+                release.wait(5)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first_writer)
+    thread.start()
+    assert first_holds.wait(5)
+    timer = threading.Timer(0.5, release.set)
+    timer.start()
+    # the first writer holds the write lock for 0.5 s: this one waits, then writes
+    User.objects.create(email="second@example.com")
+    thread.join(10)
+    assert not errors
+    assert set(User.objects.values_list("email", flat=True)) >= {"first@example.com", "second@example.com"}
