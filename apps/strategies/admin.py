@@ -15,7 +15,15 @@ from django.utils.safestring import SafeString
 
 from apps.common.errors import ApplicationError
 from apps.strategies import services
-from apps.strategies.models import Deployment, LookaheadVerdict, RuleSet, Signal, TickRun
+from apps.strategies.models import (
+    Deployment,
+    DeploymentWebhook,
+    LookaheadVerdict,
+    RuleSet,
+    Signal,
+    TickRun,
+    WebhookSignal,
+)
 from apps.strategies.services import deployments as deployment_services
 
 
@@ -257,5 +265,54 @@ class TickRunAdmin(_ReadOnly):
         "finished_at",
         "outcome",
         "duration_ms",
+    )
+    readonly_fields = fields
+
+
+@admin.register(DeploymentWebhook)
+class DeploymentWebhookAdmin(_ReadOnly):
+    """Webhooks as facts: the secret (encrypted) is never shown; owners rotate it themselves."""
+
+    list_display = ("id", "deployment", "is_enabled", "rate_limit_per_minute", "secret_rotated_at", "last_signal_at")
+    list_filter = ("is_enabled",)
+    search_fields = ("=id", "=deployment__id", "deployment__owner__email")
+    list_select_related = ("deployment",)
+    fields = (
+        "deployment",
+        "is_enabled",
+        "rate_limit_per_minute",
+        "secret_rotated_at",
+        "last_signal_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+
+@admin.register(WebhookSignal)
+class WebhookSignalAdmin(_ReadOnly):
+    """Every request to a deployment's webhook, accepted or refused (the payload never holds the secret)."""
+
+    list_display = ("id", "deployment", "status", "code", "http_status", "action", "symbol", "nonce", "created_at")
+    list_filter = ("status", "code")
+    search_fields = ("=id", "=deployment__id", "deployment__owner__email", "=nonce")
+    list_select_related = ("deployment",)
+    date_hierarchy = "created_at"
+    fields = (
+        "deployment",
+        "webhook",
+        "status",
+        "code",
+        "http_status",
+        "message",
+        "action",
+        "symbol",
+        "nonce",
+        "sent_at",
+        "payload",
+        "order",
+        "order_ids",
+        "remote_addr",
+        "created_at",
     )
     readonly_fields = fields

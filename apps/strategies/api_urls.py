@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.strategies import api, api_deployments
+from apps.strategies import api, api_deployments, api_webhooks
 
 urlpatterns = [
     path("strategies/", api.StrategyListApi.as_view(), name="strategy-list"),
@@ -46,5 +46,31 @@ urlpatterns += [
     ),
     path(
         "deployments/<int:deployment_id>/chart/", api_deployments.DeploymentChartApi.as_view(), name="deployment-chart"
+    ),
+]
+
+urlpatterns += [
+    path(
+        "deployments/<int:deployment_id>/webhook/", api_webhooks.WebhookDetailApi.as_view(), name="deployment-webhook"
+    ),
+    path(
+        "deployments/<int:deployment_id>/webhook/enable/",
+        api_webhooks.WebhookEnableApi.as_view(),
+        name="deployment-webhook-enable",
+    ),
+    path(
+        "deployments/<int:deployment_id>/webhook/disable/",
+        api_webhooks.WebhookDisableApi.as_view(),
+        name="deployment-webhook-disable",
+    ),
+    path(
+        "deployments/<int:deployment_id>/webhook/rotate/",
+        api_webhooks.WebhookRotateApi.as_view(),
+        name="deployment-webhook-rotate",
+    ),
+    path(
+        "deployments/<int:deployment_id>/webhook/signals/",
+        api_webhooks.WebhookSignalListApi.as_view(),
+        name="deployment-webhook-signals",
     ),
 ]

@@ -170,3 +170,61 @@ class TickRun(models.Model):
 
     def __str__(self) -> str:
         return f"tick {self.deployment_id} {self.bar_ts}"
+
+
+class DeploymentWebhook(TimeStampedModel):
+    """A deployment's door for TradingView alerts (apps.strategies.webhooks): the URL carries
+    ``token``; the sender proves itself with the secret (in the JSON body, or as the HMAC-SHA256
+    key of an ``X-Signature`` header). The secret is kept encrypted (it is an HMAC key, so it
+    cannot be a one-way hash), shown to the owner once, and replaced by ``rotate``."""
+
+    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, related_name="webhook")
+    token = models.CharField(max_length=64, unique=True, help_text="The URL part; not a secret on its own.")
+    secret_encrypted = models.TextField(help_text="MultiFernet token of the secret (apps.accounts.crypto).")
+    secret_rotated_at = models.DateTimeField()
+    is_enabled = models.BooleanField(default=True)
+    rate_limit_per_minute = models.PositiveIntegerField(default=30)
+    last_signal_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"webhook of {self.deployment_id}"
+
+
+class WebhookSignal(models.Model):
+    """One request to a deployment's webhook, accepted or refused, with why. ``payload`` holds
+    the fields the platform reads, never the secret. UNIQUE(deployment, nonce) among accepted
+    signals: a replayed nonce cannot be accepted twice, even by two requests at once."""
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        REFUSED = "refused", "Refused"
+
+    webhook = models.ForeignKey(DeploymentWebhook, on_delete=models.CASCADE, related_name="signals")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="webhook_signals")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    code = models.CharField(max_length=40, help_text="ok, no_order, bad_secret, replayed_nonce, …")
+    http_status = models.PositiveSmallIntegerField()
+    message = models.CharField(max_length=500, blank=True)
+    action = models.CharField(max_length=8, blank=True)
+    symbol = models.CharField(max_length=40, blank=True)
+    nonce = models.CharField(max_length=100, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="The payload's timestamp.")
+    payload = models.JSONField(default=dict, blank=True)
+    order = models.ForeignKey("trades.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    order_ids = models.JSONField(default=list, blank=True, help_text="Every order it placed (exit, entry).")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "nonce"],
+                condition=models.Q(status="accepted"),
+                name="webhook_signal_unique_nonce",
+            )
+        ]
+        indexes = [models.Index(fields=["deployment", "-created_at"], name="webhook_signal_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code} {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.strategies import deployment_views, views
+from apps.strategies import deployment_views, views, webhook_views
 
 app_name = "strategies"
 
@@ -18,6 +18,11 @@ urlpatterns = [
         "deployments/<int:deployment_id>/<slug:action>/",
         deployment_views.deployment_action,
         name="deployment-action",
+    ),
+    path(
+        "deployments/<int:deployment_id>/webhook/<slug:action>/",
+        webhook_views.webhook_action,
+        name="deployment-webhook",
     ),
     path("<slug:key>/", views.strategy_detail, name="detail"),
 ]

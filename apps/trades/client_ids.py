@@ -12,6 +12,8 @@ Layout (base-36 numbers, so a 20-year run of 1-second bars still fits):
 - copy order:      ``tpc<leader fill>.<subscription>``
 - copy on joining: ``tpj<subscription>.<instrument>`` (opening the leader's current position)
 - algo child:      ``<parent id>/<n>`` when it fits, else ``tpa<hash of parent id and n>``
+- webhook order:   ``tpw<deployment>.<16 hex of the nonce's hash>.<leg>`` (a TradingView alert: the
+  same (deployment, nonce) always gives the same id)
 """
 
 import hashlib
@@ -72,6 +74,15 @@ def copy_join_order_id(*, subscription_id: int, instrument_id: int) -> str:
 
 def child_order_id(*, parent_id: str, n: int) -> str:
     return _fit(f"{parent_id}/{base36(n)}", "a", parent_id, n)
+
+
+def webhook_order_id(*, deployment_id: int, nonce: str, leg: str) -> str:
+    """The id of an order placed by a deployment's webhook signal ``nonce`` (``leg`` entry or exit)."""
+    if leg not in _LEG_CODES:
+        raise ValueError(f"unknown leg {leg!r}; one of {', '.join(LEGS)}")
+    digest = hashlib.blake2b(nonce.encode(), digest_size=8).hexdigest()
+    candidate = f"{PREFIX}w{base36(deployment_id)}.{digest}.{_LEG_CODES[leg]}"
+    return _fit(candidate, "w", deployment_id, nonce, leg)
 
 
 def is_ours(client_order_id: str) -> bool:
