@@ -27,7 +27,7 @@ COPY . .
 RUN SECRET_KEY=build-only-not-a-secret-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n') \
     ALLOWED_HOSTS=build.invalid REDIS_URL=redis://build.invalid:6379/0 \
     python manage.py collectstatic --noinput --verbosity 0 \
-    && mkdir -p /home/app/.cache/numba && chown -R app:app /home/app
+    && mkdir -p /home/app/.cache/numba /home/app/prometheus && chown -R app:app /home/app
 
 USER app
 

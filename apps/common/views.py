@@ -1,9 +1,10 @@
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from apps.common import health
+from apps.common import metrics as platform_metrics
 
 
 @never_cache
@@ -20,7 +21,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    return ExportToDjangoView(request)
+    """Prometheus text: this process's registry, or in multiprocess mode every process's values
+    plus the live queue depths (apps.common.metrics)."""
+    return HttpResponse(platform_metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 def _wants_json(request: HttpRequest) -> bool:

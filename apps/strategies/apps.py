@@ -11,3 +11,7 @@ class StrategiesConfig(AppConfig):
 
         registry.load_plugins()
         candle_closed.connect(receivers.on_candle_closed, dispatch_uid="strategies.deployments_tick_enqueue")
+
+        from apps.trades.signals import trading_halted
+
+        trading_halted.connect(receivers.on_trading_halted_notify, dispatch_uid="strategies.notify_halted")

@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.common.broadcast import user_group
+from apps.common.metrics import WEBSOCKET_CONNECTIONS
 from apps.common.presence import presence_change
 from apps.common.streams import StreamRefused, resolve_stream
 from apps.users.ws_auth import WS_UNAUTHENTICATED, session_fingerprint
@@ -36,6 +37,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=self.scope.get("ws_close_code", WS_UNAUTHENTICATED))
             return
         self.group = user_group(user.pk)
+        WEBSOCKET_CONNECTIONS.inc()  # decremented in disconnect, which runs once self.group is set
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.user_id = user.pk
         await database_sync_to_async(presence_change)(user.pk, 1)
@@ -44,6 +46,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
+            WEBSOCKET_CONNECTIONS.dec()
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await database_sync_to_async(presence_change)(self.user_id, -1)
         for group in getattr(self, "subscriptions", set()):

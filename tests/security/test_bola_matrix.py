@@ -55,6 +55,27 @@ def _rule_set(owner: Any) -> str:
     return str(RuleSet.objects.create(owner=owner, name="mine", rules=RULES).pk)
 
 
+def _notification(owner: Any) -> str:
+    from apps.notifications.services import notify
+
+    return str(notify(user_id=owner.pk, event="order_filled", title="owner's fill", body="").pk)
+
+
+def _alert_rule(owner: Any) -> str:
+    from apps.notifications.models import AlertRule
+
+    return str(AlertRule.objects.create(user=owner, events=["order_filled"], channels=["email"]).pk)
+
+
+def _delivery(owner: Any) -> str:
+    from apps.notifications.models import AlertRule, Delivery
+    from apps.notifications.services import notify
+
+    AlertRule.objects.get_or_create(user=owner, events=["security"], channels=["email"])
+    notification = notify(user_id=owner.pk, event="security", title="owner's login", body="")
+    return str(Delivery.objects.filter(notification=notification).first().pk)
+
+
 def _token(owner: Any) -> str:
     token, _ = get_token_model().objects.create(user=owner, name="bot")
     return str(token.public_id)
@@ -250,6 +271,11 @@ OWNERSHIP: dict[str, str | Maker] = {
     "/api/v1/deployments/{deployment_id}/fills/": _deployment,
     "/api/v1/deployments/{deployment_id}/equity/": _deployment,
     "/api/v1/deployments/{deployment_id}/chart/": _deployment,
+    "/api/v1/deployments/{deployment_id}/webhook/": _deployment,
+    "/api/v1/deployments/{deployment_id}/webhook/enable/": _deployment,
+    "/api/v1/deployments/{deployment_id}/webhook/disable/": _deployment,
+    "/api/v1/deployments/{deployment_id}/webhook/rotate/": _deployment,
+    "/api/v1/deployments/{deployment_id}/webhook/signals/": _deployment,
     "/api/v1/subscriptions/": "list",
     "/api/v1/subscriptions/{subscription_id}/": _subscription,
     "/api/v1/subscriptions/{subscription_id}/pause/": _subscription,
@@ -265,6 +291,16 @@ OWNERSHIP: dict[str, str | Maker] = {
     "/api/v1/listings/{listing_id}/track-record/": _draft_listing,
     "/api/v1/listings/{listing_id}/trades/": _draft_listing,
     "/api/v1/listings/{listing_id}/reviews/": _draft_listing,
+    "/api/v1/notifications/": "list",
+    "/api/v1/notifications/read-all/": "self",
+    "/api/v1/notifications/{notification_id}/": _notification,
+    "/api/v1/notifications/{notification_id}/read/": _notification,
+    "/api/v1/notification-settings/": "self",
+    "/api/v1/notification-settings/webhook-secret/": "self",
+    "/api/v1/notification-settings/telegram-link/": "self",
+    "/api/v1/alert-rules/": "list",
+    "/api/v1/alert-rules/{rule_id}/": _alert_rule,
+    "/api/v1/deliveries/": "list",
 }
 
 # list path -> maker of an owner's object whose id must not appear in an outsider's list
@@ -286,6 +322,9 @@ LIST_OBJECTS: dict[str, Maker] = {
     "/api/v1/listings/": _draft_listing,
     "/api/v1/listings/mine/": _draft_listing,
     "/api/v1/subscriptions/": _subscription,
+    "/api/v1/notifications/": _notification,
+    "/api/v1/alert-rules/": _alert_rule,
+    "/api/v1/deliveries/": _delivery,
 }
 
 

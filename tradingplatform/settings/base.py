@@ -52,11 +52,16 @@ INSTALLED_APPS = [
     "apps.strategies",
     "apps.backtests",
     "apps.marketplace",
+    "apps.notifications",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First of ours: every later log line of the request carries its id.
+    "apps.common.log_context.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # CSP, Permissions-Policy, Cross-Origin-Opener-Policy on every response
+    "apps.common.security_headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -189,6 +194,14 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 HEARTBEAT_MAX_AGE_SECONDS = 60
+# The audit trail's hash-chain heads, exported daily outside the database (apps.audit.tasks);
+# `manage.py audit_verify --heads <file>` checks the trail against one. Copy them off the host.
+AUDIT_HEAD_EXPORT_DIR = env("AUDIT_HEAD_EXPORT_DIR", default=str(BASE_DIR / "var" / "audit-heads"))
+CELERY_BEAT_SCHEDULE["audit-heads-export"] = {
+    "task": "apps.audit.tasks.audit_heads_export",
+    "schedule": crontab(hour=0, minute=15),
+    "options": {"expires": 3600},
+}
 
 # --- Backtests and research jobs (apps.backtests) ---------------------------------------------
 # A job's task is stopped (soft limit: marked failed) after this long; a running job with no
@@ -279,6 +292,39 @@ CELERY_BEAT_SCHEDULE["marketplace-copy-sweep"] = {
 MARKETPLACE_PLATFORM_FEE_SHARE = env.str("MARKETPLACE_PLATFORM_FEE_SHARE", default="0.2")
 # Dotted path of a fees.PaymentProvider class; empty = NullPaymentProvider (nothing collected).
 MARKETPLACE_PAYMENT_PROVIDER = env.str("MARKETPLACE_PAYMENT_PROVIDER", default="")
+
+# --- Notifications (apps.notifications) -------------------------------------------------------
+# External messages per (user, channel, event type) at most one per this many seconds; the rest
+# of a burst goes out as one message at the window's end. Failed sends: retried with backoff
+# base * 2^(attempt-1) (capped) until NOTIFICATIONS_MAX_ATTEMPTS, then marked failed.
+NOTIFICATIONS_BATCH_SECONDS = env.float("NOTIFICATIONS_BATCH_SECONDS", default=30.0)
+NOTIFICATIONS_MAX_ATTEMPTS = env.int("NOTIFICATIONS_MAX_ATTEMPTS", default=5)
+NOTIFICATIONS_RETRY_BASE_SECONDS = env.float("NOTIFICATIONS_RETRY_BASE_SECONDS", default=10.0)
+NOTIFICATIONS_RETRY_MAX_SECONDS = 1800.0
+NOTIFICATIONS_CLAIM_STALE_SECONDS = 300.0
+# Outgoing webhooks to private/loopback addresses (a receiver on this machine): allowed in
+# embedded mode, refused in production unless turned on.
+NOTIFICATIONS_WEBHOOK_ALLOW_PRIVATE = env.bool("NOTIFICATIONS_WEBHOOK_ALLOW_PRIVATE", default=EMBEDDED)
+# The platform's Telegram bot (from @BotFather); empty = the Telegram channel is off.
+TELEGRAM_BOT_TOKEN = env("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_BOT_USERNAME = env("TELEGRAM_BOT_USERNAME", default="")
+TELEGRAM_API_URL = env("TELEGRAM_API_URL", default="https://api.telegram.org")
+TELEGRAM_LINK_CODE_SECONDS = 600
+CELERY_BEAT_SCHEDULE["notifications-deliveries-sweep"] = {
+    "task": "apps.notifications.tasks.deliveries_sweep",
+    "schedule": timedelta(seconds=30),
+    "options": {"expires": 25},
+}
+CELERY_BEAT_SCHEDULE["notifications-telegram-poll"] = {
+    "task": "apps.notifications.tasks.telegram_updates_poll",
+    "schedule": timedelta(seconds=env.int("TELEGRAM_POLL_SECONDS", default=5)),
+    "options": {"expires": 4},
+}
+CELERY_BEAT_SCHEDULE["notifications-daily-summaries"] = {
+    "task": "apps.notifications.tasks.summaries_send_due",
+    "schedule": crontab(minute=2),
+    "options": {"expires": 3000},
+}
 
 # --- Auth, allauth, 2FA -----------------------------------------------------------------------
 AUTH_USER_MODEL = "users.User"
@@ -375,6 +421,10 @@ SPECTACULAR_SETTINGS = {
         "SubscriptionStatusEnum": "apps.marketplace.models.Subscription.Status",
         "CopyTradeStatusEnum": "apps.marketplace.models.CopyTrade.Status",
         "FeeEntryStatusEnum": "apps.marketplace.models.FeeEntry.Status",
+        "NotificationEventEnum": "apps.notifications.models.Event",
+        "NotificationChannelEnum": "apps.notifications.models.Channel",
+        "DeliveryStatusEnum": "apps.notifications.models.Delivery.Status",
+        "QuietModeEnum": "apps.notifications.models.NotificationSettings.QuietMode",
     },
 }
 
@@ -408,7 +458,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Request / task ids onto each record, and no secret in any line (apps.common.log_context).
+    "filters": {
+        "context": {"()": "apps.common.log_context.ContextFilter"},
+        "redact": {"()": "apps.common.log_context.RedactSecretsFilter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["context", "redact"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

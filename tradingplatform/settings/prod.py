@@ -50,7 +50,15 @@ LOGGING = {
             "()": "apps.common.log_format.JsonFormatter",
         }
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    # Each line carries request_id / task_id / user_id when known; secrets are redacted
+    # (apps.common.log_context).
+    "filters": {
+        "context": {"()": "apps.common.log_context.ContextFilter"},
+        "redact": {"()": "apps.common.log_context.RedactSecretsFilter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context", "redact"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+# Workers keep the JSON console handler above instead of Celery's own formatter.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

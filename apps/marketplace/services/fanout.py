@@ -47,6 +47,7 @@ from apps.accounts.brokers.base import MarketRules
 from apps.accounts.models import TradingAccount
 from apps.common.broadcast import send_now
 from apps.common.bulk import bulk_insert
+from apps.common.metrics import COPIES, COPY_FANOUT_CHUNK_SECONDS
 from apps.common.presence import users_online
 from apps.marketdata.models import Instrument
 from apps.marketplace.models import CopyTrade, Listing, Subscription
@@ -517,6 +518,7 @@ def copy_fanout_chunk(
         )
         rows = [_skip(s, trade, code, reason, price) for s in subs]
         _save(rows, [])
+        COPIES.labels(status=CopyTrade.Status.SKIPPED).inc(len(rows))
         return {CopyTrade.Status.SKIPPED: len(rows)}
     if defer and deferrals < MAX_DEFERRALS:
         waiting = _waiting_for_earlier(trade, subs)
@@ -535,6 +537,9 @@ def copy_fanout_chunk(
     counts: dict[str, int] = {}
     for row in CopyTrade.objects.filter(leader_fill_id=leader_fill_id, subscription_id__in=[s.pk for s in subs]):
         counts[row.status] = counts.get(row.status, 0) + 1
+    for status, count in counts.items():
+        COPIES.labels(status=status).inc(count)
+    COPY_FANOUT_CHUNK_SECONDS.observe(time.monotonic() - started)
     logger.info(
         "copy fan-out chunk of fill %s: %d subscriptions in %.0f ms %s",
         leader_fill_id,
@@ -658,6 +663,15 @@ def _save(copies: list[CopyTrade], subs: Sequence[Subscription], *, failed: bool
         fill_ids = {c.leader_fill_id for c in copies}
         sub_ids = [c.subscription.pk for c in copies]
         transaction.on_commit(lambda: _announce(fill_ids, sub_ids, followers))
+        failures = [
+            (followers[c.subscription.pk], c.subscription.pk, c.leader_fill_id, c.status, c.reason)
+            for c in copies
+            if c.status in (CopyTrade.Status.FAILED, CopyTrade.Status.REFUSED)
+        ]
+        if failures:
+            from apps.marketplace.receivers import notify_copies_failed
+
+            transaction.on_commit(lambda: notify_copies_failed(items=failures))
 
 
 def _announce(fill_ids: set[int], sub_ids: list[int], followers: dict[int, int]) -> None:

@@ -418,6 +418,11 @@ def _transition(
         details={"from": previous, "to": status, "reason": listing.status_reason},
     )
     broadcast(listing.owner_id, "listing.status", listing_status_payload(listing))
+    if status in (Listing.Status.APPROVED, Listing.Status.REJECTED):
+        from apps.marketplace.receivers import notify_listing_status
+
+        listing_id = listing.pk
+        transaction.on_commit(lambda: notify_listing_status(listing_id=listing_id))
     logger.info("listing %s %s -> %s (%s)", listing.pk, previous, status, listing.status_reason)
     return listing
 

@@ -339,6 +339,10 @@ def subscription_create(
         },
     )
     _after_change(subscription)
+    from apps.marketplace.receivers import notify_new_follower
+
+    new_id = subscription.pk
+    transaction.on_commit(lambda: notify_new_follower(subscription_id=new_id))
     if subscription.open_existing:
         from apps.marketplace import tasks
 

@@ -44,13 +44,13 @@ from typing import Any
 import pandas as pd
 from django.db import connection, transaction
 from django.utils import timezone
-from prometheus_client import Counter
 
 from apps.accounts.brokers.base import MarketRules
 from apps.accounts.models import TradingAccount
 from apps.backtests.engine.settings import EngineSettings
 from apps.common.broadcast import broadcast
 from apps.common.errors import ApplicationError
+from apps.common.metrics import SIGNALS, TICK_TO_ORDER_SECONDS, TICKS
 from apps.marketdata.indicators import atr as atr_indicator
 from apps.marketdata.models import Instrument
 from apps.marketdata.storage import candles_frame
@@ -67,7 +67,6 @@ from apps.strategies.services.deployments import (
 
 logger = logging.getLogger(__name__)
 
-TICKS = Counter("tp_deployment_ticks", "Deployment ticks by outcome", ["outcome"])
 # Bars the strategy sees at each tick: its warm-up several times over (indicators with memory,
 # such as EMAs, settle), at least WINDOW_MIN.
 WINDOW_MIN = 200
@@ -213,6 +212,10 @@ def deployment_tick(
         tick.details["error"] = exc.message
         _record_failure(tick)
     TICKS.labels(outcome=tick.outcome.split(":", 1)[0]).inc()
+    if tick.action != Signal.Action.NONE and tick.outcome != "error":
+        SIGNALS.labels(action=tick.action, source="strategy").inc()
+        if tick.orders:  # committed: written, and accepted by a paper venue
+            TICK_TO_ORDER_SECONDS.observe(time.perf_counter() - tick.started)
     return tick.outcome
 
 

@@ -32,6 +32,7 @@ from apps.accounts.models import PaperOrder, TradingAccount
 from apps.accounts.paper_immediate import IOC, last_bar, paper_fill_now
 from apps.accounts.paper_matching import Fill as VenueFill
 from apps.accounts.paper_matching import base_quote
+from apps.audit.models import AuditEvent
 from apps.audit.services import audit_event, audit_record_many
 from apps.common.bulk import bulk_insert, bulk_update
 from apps.common.errors import ApplicationError, ValidationFailed
@@ -157,10 +158,15 @@ def orders_execute_paper_batch(*, intents: Sequence[OrderIntent], instrument: In
             refused.append((n, intent, order, refusal))
         else:
             accepted.append((n, intent, order))
+    # The audit rows of the whole batch go in one call: each takes the per-user chain locks in
+    # ascending order, and a second call in the same transaction could take them out of order
+    # against another batch (a deadlock PostgreSQL would break by aborting one).
+    audits: list[AuditEvent] = []
     if refused:
-        _write_refused(refused, accounts, deployments, outcomes)
+        audits += _write_refused(refused, accounts, deployments, outcomes)
     if accepted:
-        _execute(accepted, accounts, deployments, positions, instrument, bars, now, outcomes)
+        audits += _execute(accepted, accounts, deployments, positions, instrument, bars, now, outcomes)
+    audit_record_many(audits)
     return [outcomes[n] for n in range(len(intents))]
 
 
@@ -199,9 +205,9 @@ def _write_refused(
     accounts: dict[int, TradingAccount],
     deployments: dict[int, Deployment],
     outcomes: dict[int, BatchOutcome],
-) -> None:
+) -> list[AuditEvent]:
     bulk_insert(Order, [order for _, _, order, _ in refused], key=("account", "client_order_id"))
-    audits = []
+    audits: list[AuditEvent] = []
     for n, intent, order, refusal in refused:
         account = accounts[intent.account_id]
         risk_refusal_record(
@@ -217,7 +223,7 @@ def _write_refused(
         )
         events.announce_order(order, account.owner_id)
         outcomes[n] = BatchOutcome(intent=intent, order=order, created=True, refusal=refusal)
-    audit_record_many(audits)
+    return audits
 
 
 def _execute(
@@ -229,7 +235,7 @@ def _execute(
     bars: dict[str, dict | None],
     now: datetime,
     outcomes: dict[int, BatchOutcome],
-) -> None:
+) -> list[AuditEvent]:
     """The paper venue's side, then ours, for the accepted intents (one series per timeframe)."""
     base, quote = base_quote(instrument)
     venue_orders: dict[tuple[int, str], PaperOrder] = {}
@@ -290,7 +296,7 @@ def _execute(
     fills: list[Fill] = []
     touched: dict[int, Position] = {}
     created_positions: list[Position] = []
-    audits = []
+    audits: list[AuditEvent] = []
     for n, intent, order in accepted:
         account = accounts[intent.account_id]
         paper = venue_orders[(intent.account_id, intent.client_order_id)]
@@ -377,11 +383,11 @@ def _execute(
     fresh = {id(p) for p in created_positions}
     bulk_update(Position, [p for p in touched.values() if id(p) not in fresh], _POSITION_FIELDS)
     bulk_insert(LedgerEntry, _ledger(fills, quote, now))
-    audit_record_many(audits)
     events.announce_fills_bulk(
-        [(f, f.order, touched[f.order.deployment_id], accounts[f.order.account_id].owner_id) for f in fills]  # type: ignore[index]
+        [(f, f.order, touched[f.order.deployment_id], accounts[f.order.account_id]) for f in fills]  # type: ignore[index]
     )
     logger.info("paper batch: %d orders, %d filled on %s %s", len(orders), len(fills), base, quote)
+    return audits
 
 
 def _ledger(fills: list[Fill], asset: str, now: datetime) -> list[LedgerEntry]:

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from apps.common.broadcast import broadcast, send_now
+from apps.common.metrics import FILLS, order_status_reached
 from apps.common.presence import users_online
 from apps.trades import signals
 from apps.trades.models import Fill, Order, Position
@@ -80,9 +81,12 @@ def position_payload(position: Position) -> dict[str, Any]:
 
 
 def announce_order(order: Order, owner_id: int) -> None:
-    """After commit: `order_changed` and `trade.order` to the owner."""
+    """After commit: `order_changed` and `trade.order` to the owner (and the order counted in
+    ``tp_orders_total``)."""
     payload = order_payload(order)
     broadcast(owner_id, "trade.order", payload)
+    order_id, status, source = order.pk, order.status, order.source
+    transaction.on_commit(lambda: order_status_reached(order_id, status, source))
     transaction.on_commit(
         lambda: signals.order_changed.send(
             sender=Order,
@@ -99,6 +103,7 @@ def announce_fill(fill: Fill, order: Order, position: Position, owner_id: int) -
     broadcast(owner_id, "trade.fill", fill_payload(fill))
     broadcast(owner_id, "trade.position", position_payload(position))
     announce_order(order, owner_id)
+    transaction.on_commit(FILLS.labels(source=order.source).inc)
     fill_id, order_id, account_id, deployment_id = fill.pk, fill.order_id, fill.account_id, fill.deployment_id
     transaction.on_commit(
         lambda: signals.fill_recorded.send(
@@ -115,29 +120,60 @@ def announce_halt(*, account_id: int, deployment_id: int | None, reason: str) ->
     )
 
 
-def announce_fills_bulk(items: list[tuple[Fill, Order, Position, int]]) -> None:
-    """After commit, what ``announce_fill`` does for each (fill, order, position, owner id) of a
-    bulk write, in one callback: the domain signals for every fill, and the live events only to
-    owners with a connection open (apps.common.presence: one lookup for the whole batch)."""
+def announce_fills_bulk(items: list[tuple[Fill, Order, Position, Any]]) -> None:
+    """After commit, what ``announce_fill`` does for each (fill, order, position, account) of a
+    bulk write, in one callback: the domain signals for every fill, the live events only to
+    owners with a connection open (apps.common.presence: one lookup for the whole batch), and
+    the "order filled" notifications in one batch."""
     if not items:
         return
     batch = [
-        (fill.pk, order.pk, order.account_id, order.deployment_id, order.status, owner_id, fill, order, position)
-        for fill, order, position, owner_id in items
+        (
+            fill.pk,
+            order.pk,
+            order.account_id,
+            order.deployment_id,
+            order.status,
+            account.owner_id,
+            fill,
+            order,
+            position,
+        )
+        for fill, order, position, account in items
     ]
+    accounts = [account for _, _, _, account in items]
 
     def send() -> None:
         online = users_online(owner_id for *_, owner_id, _, _, _ in batch)
         for fill_id, order_id, account_id, deployment_id, status, owner_id, fill, order, position in batch:
+            order_status_reached(order_id, status, order.source)
+            FILLS.labels(source=order.source).inc()
             if owner_id in online:
                 send_now(owner_id, "trade.fill", fill_payload(fill))
                 send_now(owner_id, "trade.position", position_payload(position))
                 send_now(owner_id, "trade.order", order_payload(order))
+            # bulk=True: receivers that work per fill in bulk elsewhere (the "order filled"
+            # notifications, below) skip these.
             signals.order_changed.send(
-                sender=Order, order_id=order_id, account_id=account_id, deployment_id=deployment_id, status=status
+                sender=Order,
+                order_id=order_id,
+                account_id=account_id,
+                deployment_id=deployment_id,
+                status=status,
+                bulk=True,
             )
             signals.fill_recorded.send(
-                sender=Fill, fill_id=fill_id, order_id=order_id, account_id=account_id, deployment_id=deployment_id
+                sender=Fill,
+                fill_id=fill_id,
+                order_id=order_id,
+                account_id=account_id,
+                deployment_id=deployment_id,
+                bulk=True,
             )
+        from apps.trades.receivers import fills_notify_bulk
+
+        fills_notify_bulk(
+            [(fill, order, account) for (*_, fill, order, _), account in zip(batch, accounts, strict=True)]
+        )
 
     transaction.on_commit(send)

@@ -73,6 +73,7 @@ from apps.accounts.models import TradingAccount
 from apps.accounts.services import account_lock, account_mark_needs_reconnect
 from apps.audit.services import audit_event, audit_record, audit_record_many
 from apps.common.errors import ApplicationError, NotFound, ValidationFailed
+from apps.common.metrics import ORDER_SEND_SECONDS
 from apps.marketdata.models import Instrument
 from apps.strategies.models import Deployment
 from apps.trades.client_ids import child_order_id, manual_order_id, strategy_order_id
@@ -290,6 +291,7 @@ def _order_create(
     instrument: Instrument | None,
     position: Decimal | None,
 ) -> tuple[Order, ApplicationError | None]:
+    started = time.perf_counter()
     _validate_intent(intent)
     # Locks in the house order, account then deployment (STYLE.md), as the tick takes them.
     # Rows the caller locked already (the tick holds both) are not read again.
@@ -434,6 +436,9 @@ def _order_create(
                 details={"exchange_order_id": order.exchange_order_id, "status": order.status},
             )
             audit_record_many([created, sent])
+            # Created and accepted by the paper venue in this call: that is its send latency.
+            elapsed = time.perf_counter() - started
+            transaction.on_commit(lambda: ORDER_SEND_SECONDS.labels(kind=account.kind).observe(elapsed))
             if accepted.fills:  # an IOC market order (a copy) filled at once
                 order = order_apply_state(order_id=order.pk, state=accepted)
     events.announce_order(order, account.owner_id)
@@ -608,6 +613,7 @@ def order_send(*, order_id: int) -> float | None:
                     order, AmbiguousBrokerError(f"Unexpected error while sending: {type(exc).__name__}")
                 )
             applied = order_apply_state(order_id=order_id, state=state)
+            ORDER_SEND_SECONDS.labels(kind=account.kind).observe((timezone.now() - order.created_at).total_seconds())
             audit_record(
                 action="order.sent",
                 user=account.owner,
