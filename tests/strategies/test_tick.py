@@ -228,6 +228,11 @@ def test_a_daily_loss_limit_pauses_the_deployment_with_the_reason(
     assert reason and "Daily loss" in reason
     running.refresh_from_db()
     assert running.status == Deployment.Status.PAUSED and "Daily loss" in running.status_reason
+    # its owner is told, as a "daily loss reached" notification
+    from apps.notifications.models import Event, Notification
+
+    notice = Notification.objects.get(user=running.owner, event=Event.DAILY_LOSS)
+    assert notice.title == f"{running.name} paused" and "Daily loss" in notice.body
 
 
 def test_a_max_drawdown_halts_the_deployment(

@@ -519,7 +519,11 @@ def loss_check(*, deployment: Deployment, equity: Decimal) -> str | None:
         return None
     action, reason = verdict
     if action == "halt":
-        deployment_halt(deployment=deployment, reason=reason)
+        deployment_halt(deployment=deployment, reason=reason)  # the kill switch announces it
     else:
+        from apps.trades.services.events import announce_halt
+
         deployment_pause(deployment=deployment, reason=reason)
+        # A pause by risk is announced like a halt (its owner is notified, "daily loss reached").
+        announce_halt(account_id=deployment.account_id, deployment_id=deployment.pk, reason=reason)
     return reason
