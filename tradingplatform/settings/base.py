@@ -297,6 +297,12 @@ MARKETPLACE_PAYMENT_PROVIDER = env.str("MARKETPLACE_PAYMENT_PROVIDER", default="
 # External messages per (user, channel, event type) at most one per this many seconds; the rest
 # of a burst goes out as one message at the window's end. Failed sends: retried with backoff
 # base * 2^(attempt-1) (capped) until NOTIFICATIONS_MAX_ATTEMPTS, then marked failed.
+# TradingView webhooks (apps.strategies.webhooks): the timestamp window, the largest body, and
+# the default and highest per-deployment limit of requests a minute.
+WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = env.int("WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", default=300)
+WEBHOOK_BODY_MAX_BYTES = env.int("WEBHOOK_BODY_MAX_BYTES", default=10_000)
+WEBHOOK_RATE_PER_MINUTE = env.int("WEBHOOK_RATE_PER_MINUTE", default=30)
+WEBHOOK_RATE_MAX_PER_MINUTE = env.int("WEBHOOK_RATE_MAX_PER_MINUTE", default=600)
 NOTIFICATIONS_BATCH_SECONDS = env.float("NOTIFICATIONS_BATCH_SECONDS", default=30.0)
 NOTIFICATIONS_MAX_ATTEMPTS = env.int("NOTIFICATIONS_MAX_ATTEMPTS", default=5)
 NOTIFICATIONS_RETRY_BASE_SECONDS = env.float("NOTIFICATIONS_RETRY_BASE_SECONDS", default=10.0)
