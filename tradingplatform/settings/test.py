@@ -23,3 +23,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
     (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}
+    # Optuna's own SQLite connection could not write to that file while a test's transaction
+    # holds it: each study gets a file of its own (apps.backtests.services.studies).
+    OPTUNA_STUDY_FILES = True

@@ -3,8 +3,10 @@
 ``settings.OPTUNA_STORAGE_URL`` (an SQLAlchemy URL) when set. Otherwise the platform's own
 database, read at run time from the live connection (so the test runner's database is used in
 tests): PostgreSQL as ``postgresql+psycopg://user:password@host:port/name``, an SQLite file as
-``sqlite:///path``. An in-memory SQLite database (the test suite's) cannot be opened by a second
-driver, so there each study gets its own SQLite file under ``settings.OPTUNA_DATA_DIR``
+``sqlite:///path``. An in-memory SQLite database cannot be opened by a second driver, and the
+test suite's SQLite file is held by each test's transaction for the whole test (a second driver
+would wait on it in vain): there (or with ``settings.OPTUNA_STUDY_FILES``, which the test
+settings set) each study gets its own SQLite file under ``settings.OPTUNA_DATA_DIR``
 (``<study name>.sqlite3``); study names carry a random suffix, so a file is never reused by
 another run.
 """
@@ -35,7 +37,7 @@ def optuna_storage_url(*, study_name: str) -> str:
         return f"postgresql+psycopg://{auth}{host}{port}/{quote(str(db['NAME']), safe='')}"
     if connection.vendor == "sqlite":
         name = str(db.get("NAME") or "")
-        if _is_memory(name):
+        if _is_memory(name) or getattr(settings, "OPTUNA_STUDY_FILES", False):
             folder = Path(settings.OPTUNA_DATA_DIR)
             folder.mkdir(parents=True, exist_ok=True)
             return f"sqlite:///{folder / f'{study_name}.sqlite3'}"
