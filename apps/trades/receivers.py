@@ -115,29 +115,26 @@ def on_fill_recorded_notify(
         logger.exception("notifying fill %s failed", fill_id)
 
 
-def fills_notify_bulk(items: list[tuple[Any, Any, Any]]) -> None:
-    """The "order filled" notifications of a bulk write's fills, each (fill, order, account) as
-    the write has them in memory (a copy fan-out chunk), in one batch
-    (apps.notifications.services.notify_many), and the daily-loss check for the losing fills of
-    owners with such a rule. Called after commit by events.announce_fills_bulk."""
+def fills_notify_bulk(fill_ids: list[int]) -> None:
+    """The "order filled" notifications of a bulk write's fills (a copy fan-out chunk), in one
+    batch (apps.notifications.services.notify_many), and the daily-loss check for the losing
+    fills of owners with such a rule. Run by the task ``fills_notify`` (default queue), which
+    events.announce_fills_bulk queues after commit."""
     from apps.notifications.models import Event
     from apps.notifications.services import notify_many
     from apps.notifications.services.notify import users_with_threshold_rules
+    from apps.trades.models import Fill
 
-    try:
-        for fill, order, account in items:
-            fill.order, fill.account = order, account  # already loaded: no query per fill
-        notify_many([_fill_notification(fill, fill.deployment_id) for fill, _, _ in items])
-        losing = [fill for fill, _, _ in items if fill.realized_pnl < 0]
-        if losing:
-            watched = users_with_threshold_rules(
-                user_ids=[fill.account.owner_id for fill in losing], event=Event.DAILY_LOSS
-            )
-            for fill in losing:
-                if fill.account.owner_id in watched:
-                    _daily_loss_check(fill)
-    except Exception:
-        logger.exception("notifying %d fills failed", len(items))
+    fills = list(Fill.objects.select_related("order", "account").filter(pk__in=fill_ids).order_by("pk"))
+    notify_many([_fill_notification(fill, fill.deployment_id) for fill in fills])
+    losing = [fill for fill in fills if fill.realized_pnl < 0]
+    if losing:
+        watched = users_with_threshold_rules(
+            user_ids=[fill.account.owner_id for fill in losing], event=Event.DAILY_LOSS
+        )
+        for fill in losing:
+            if fill.account.owner_id in watched:
+                _daily_loss_check(fill)
 
 
 def _realized_today(account_id: int) -> Any:

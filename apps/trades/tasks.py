@@ -92,3 +92,12 @@ def algo_step(parent_id: int, n: int) -> None:
     from apps.trades.services import algos
 
     algos.algo_step(parent_id=parent_id, n=n)  # schedules its own next step
+
+
+@shared_task(acks_late=True, time_limit=300, soft_time_limit=280, ignore_result=True)
+def fills_notify(fill_ids: list[int]) -> None:
+    """The "order filled" notifications of a bulk write's fills (queued on the default queue:
+    not trading). Safe twice: each notification's dedupe key is its fill."""
+    from apps.trades.receivers import fills_notify_bulk
+
+    fills_notify_bulk(fill_ids)

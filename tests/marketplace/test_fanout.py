@@ -354,3 +354,30 @@ def test_a_listing_back_in_review_after_new_terms_still_copies(alice: Any, paper
         leader_fill_id=leader_fill(deployment, paper_btc, side="sell", quantity="2", bar=3, price=100).pk
     )
     assert _position(sub) == D("0")
+
+
+def test_copies_are_notified_in_one_batch_on_the_default_queue(
+    alice: Any, paper_btc: Any, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    from apps.notifications.models import Event, Notification
+    from apps.trades import tasks
+
+    # What is published is recorded instead of sent (no worker runs here); the task runs below.
+    queued: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(tasks.fills_notify, "apply_async", lambda args, **options: queued.append((args, options)))
+    _, deployment, listing = make_leader(alice, paper_btc)
+    subs = [make_follower(listing, n, multiplier=D("1"), allocation="5000") for n in range(3)]
+    fill = leader_fill(deployment, paper_btc, side="buy", quantity="1", bar=1, price=100)
+    with django_capture_on_commit_callbacks(execute=True):
+        fanout.copy_fanout_run(leader_fill_id=fill.pk)
+    # one task for the chunk's three fills, on the default queue, not the orders queue
+    ((fill_ids,), options) = queued[0]
+    assert len(queued) == 1 and options == {"queue": "default"}
+    copies = Fill.objects.filter(account_id__in=[s.account_id for s in subs])
+    assert sorted(fill_ids) == sorted(copies.values_list("pk", flat=True))
+    # the task writes each follower's "order filled" once, however often it runs
+    tasks.fills_notify(fill_ids)
+    tasks.fills_notify(fill_ids)
+    for sub in subs:
+        (notice,) = Notification.objects.filter(user=sub.follower, event=Event.ORDER_FILLED)
+        assert notice.title.startswith("BUY 1 BTC/USDT @ 100")

@@ -2,6 +2,7 @@
 live events (`trade.order`, `trade.fill`, `trade.position`). Every function here registers its
 sends with `transaction.on_commit`, so a rolled-back change is never announced."""
 
+import logging
 from typing import Any
 
 from django.db import transaction
@@ -11,6 +12,8 @@ from apps.common.metrics import FILLS, order_status_reached
 from apps.common.presence import users_online
 from apps.trades import signals
 from apps.trades.models import Fill, Order, Position
+
+logger = logging.getLogger(__name__)
 
 
 def order_payload(order: Order) -> dict[str, Any]:
@@ -141,7 +144,6 @@ def announce_fills_bulk(items: list[tuple[Fill, Order, Position, Any]]) -> None:
         )
         for fill, order, position, account in items
     ]
-    accounts = [account for _, _, _, account in items]
 
     def send() -> None:
         online = users_online(owner_id for *_, owner_id, _, _, _ in batch)
@@ -170,10 +172,13 @@ def announce_fills_bulk(items: list[tuple[Fill, Order, Position, Any]]) -> None:
                 deployment_id=deployment_id,
                 bulk=True,
             )
-        from apps.trades.receivers import fills_notify_bulk
+        # The "order filled" notifications are not trading: a task on the default queue writes
+        # them (in one batch), so the orders queue goes on with the next chunk at once.
+        from apps.trades import tasks
 
-        fills_notify_bulk(
-            [(fill, order, account) for (*_, fill, order, _), account in zip(batch, accounts, strict=True)]
-        )
+        try:
+            tasks.fills_notify.apply_async(([fill_id for fill_id, *_ in batch],), queue="default")
+        except Exception:
+            logger.exception("queueing the notifications of %d fills failed", len(batch))
 
     transaction.on_commit(send)
