@@ -90,29 +90,19 @@ def _daily_loss_check(fill: Any) -> None:
 def on_fill_recorded_notify(
     sender: Any, fill_id: int, order_id: int, account_id: int, deployment_id: int | None, **kwargs: Any
 ) -> None:
-    """An "order filled" notification to the account's owner (once per fill: dedupe key), and a
-    daily-loss alert when the account's realized P&L today reached a threshold of theirs. Fills
-    of a bulk write (``bulk=True``) are notified together by ``fills_notify_bulk`` instead."""
-    from apps.notifications.services import notify
-    from apps.trades.models import Fill
+    """Queue the "order filled" notification of a fill (and its daily-loss check) as a task on
+    the default queue: fills are recorded on the trading path (a closed bar syncs a thousand
+    paper fills before its ticks are queued), and a notification is not trading. Fills of a bulk
+    write (``bulk=True``) are queued together by events.announce_fills_bulk instead."""
+    from apps.trades import tasks
 
     if kwargs.get("bulk"):
         return
     try:
-        fill = Fill.objects.select_related("order", "account").get(pk=fill_id)
-        item = _fill_notification(fill, deployment_id)
-        notify(
-            user_id=item.user_id,
-            event=item.event,
-            title=item.title,
-            body=item.body,
-            data=item.data,
-            dedupe_key=item.dedupe_key,
-        )
-        _daily_loss_check(fill)
+        tasks.fills_notify.apply_async(([fill_id],), queue="default")
     except Exception:
         # A notification must never disturb trading: log and carry on.
-        logger.exception("notifying fill %s failed", fill_id)
+        logger.exception("queueing the notification of fill %s failed", fill_id)
 
 
 def fills_notify_bulk(fill_ids: list[int]) -> None:

@@ -33,8 +33,24 @@ def _of(user: Any, event: str) -> list[Notification]:
     return list(Notification.objects.filter(user=user, event=event))
 
 
+@pytest.fixture
+def fill_notifications(monkeypatch):
+    """The "order filled" task is published to the default queue; no worker runs here, so each
+    publish runs the task at once (recording the queue it was sent to)."""
+    from apps.trades import tasks
+
+    queues: list[str] = []
+
+    def run(args, **options):
+        queues.append(options.get("queue", ""))
+        tasks.fills_notify(*args)
+
+    monkeypatch.setattr(tasks.fills_notify, "apply_async", run)
+    return queues
+
+
 def test_a_real_paper_fill_notifies_order_filled_once(
-    alice, paper, paper_btc, queued, django_capture_on_commit_callbacks
+    alice, paper, paper_btc, queued, django_capture_on_commit_callbacks, fill_notifications
 ):
     deployment = make_deployment(paper, paper_btc)
     with django_capture_on_commit_callbacks(execute=True):
@@ -53,6 +69,7 @@ def test_a_real_paper_fill_notifies_order_filled_once(
         close_bar(paper_btc, 1, 101, 102, 100, 101)
 
     fill = Fill.objects.get(order=order)
+    assert fill_notifications == ["default"]  # off the trading path
     [note] = _of(alice, Event.ORDER_FILLED)
     assert note.data["fill_id"] == fill.pk and note.data["order_id"] == order.pk
     assert "BTC/USDT" in note.title and "filled" in note.title
