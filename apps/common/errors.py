@@ -21,6 +21,12 @@ class ValidationFailed(ApplicationError):
     default_code = "invalid"
 
 
+def field_error(message: str, field: str, code: str | None = None) -> ValidationFailed:
+    """A ValidationFailed about one input: ``extra["fields"]`` names it, as the API's error body
+    and the forms that show a service's refusal at its field expect."""
+    return ValidationFailed(message, code=code, extra={"fields": {field: [message]}})
+
+
 class PermissionRefused(ApplicationError):
     status_code = 403
     default_code = "permission_denied"

@@ -40,7 +40,8 @@ from django.utils import timezone
 from apps.accounts.models import TradingAccount
 from apps.audit.services import audit_record
 from apps.common.broadcast import broadcast
-from apps.common.errors import Conflict, NotFound, PermissionRefused, ReauthenticationRequired, ValidationFailed
+from apps.common.errors import Conflict, NotFound, PermissionRefused, ReauthenticationRequired
+from apps.common.errors import field_error as _field_error
 from apps.marketplace.models import Listing
 from apps.strategies.models import Deployment
 from apps.users.models import User
@@ -109,10 +110,6 @@ class ListingStateError(Conflict):
     """The listing is not in a state that allows this."""
 
     default_code = "listing_state"
-
-
-def _field_error(message: str, field: str, code: str = "invalid") -> ValidationFailed:
-    return ValidationFailed(message, code=code, extra={"fields": {field: [message]}})
 
 
 # --- input --------------------------------------------------------------------------------------

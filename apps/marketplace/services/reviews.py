@@ -8,7 +8,8 @@ from typing import Any
 from django.db import transaction
 
 from apps.audit.services import audit_record
-from apps.common.errors import PermissionRefused, ValidationFailed
+from apps.common.errors import PermissionRefused
+from apps.common.errors import field_error as _field_error
 from apps.marketplace.models import Listing, Review, Subscription
 from apps.users.models import User
 
@@ -17,10 +18,6 @@ TEXT_MAX = 4000
 
 class NotASubscriberError(PermissionRefused):
     default_code = "not_a_subscriber"
-
-
-def _field_error(message: str, field: str) -> ValidationFailed:
-    return ValidationFailed(message, extra={"fields": {field: [message]}})
 
 
 def _rating(value: Any) -> int:

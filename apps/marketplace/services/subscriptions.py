@@ -28,6 +28,7 @@ from apps.accounts.models import PaperBalance, TradingAccount
 from apps.audit.services import audit_record
 from apps.common.broadcast import broadcast
 from apps.common.errors import Conflict, ReauthenticationRequired, ValidationFailed
+from apps.common.errors import field_error as _field_error
 from apps.marketplace.models import Listing, Subscription
 from apps.strategies.models import Deployment
 from apps.users.models import User
@@ -42,10 +43,6 @@ COPY_STRATEGY_KEY = "copy"
 
 class SubscriptionStateError(Conflict):
     """The subscription is not in a state that allows this (resuming an ended one...)."""
-
-
-def _field_error(message: str, field: str, code: str = "invalid") -> ValidationFailed:
-    return ValidationFailed(message, code=code, extra={"fields": {field: [message]}})
 
 
 def _amount(value: Any, field: str, *, required: bool = False, allow_zero: bool = False) -> Decimal | None:

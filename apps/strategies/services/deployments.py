@@ -37,7 +37,8 @@ from apps.accounts.models import TradingAccount
 from apps.audit.services import audit_record
 from apps.backtests.engine.settings import EngineSettings, InvalidSettingsError
 from apps.common.broadcast import broadcast
-from apps.common.errors import Conflict, ReauthenticationRequired, ValidationFailed
+from apps.common.errors import Conflict, ReauthenticationRequired
+from apps.common.errors import field_error as _field_error
 from apps.marketdata import timeframes
 from apps.marketdata.models import CandleSeries, Instrument
 from apps.strategies.base import Strategy
@@ -70,10 +71,6 @@ class DeploymentStateError(Conflict):
     stopped one live without the second factor is a ReauthenticationRequired instead)."""
 
     default_code = "deployment_state"
-
-
-def _field_error(message: str, field: str, code: str = "invalid") -> ValidationFailed:
-    return ValidationFailed(message, code=code, extra={"fields": {field: [message]}})
 
 
 # --- validation ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.common.errors import ValidationFailed
+from apps.common.errors import field_error as _field_error
 from apps.strategies import rules as rule_engine
 from apps.strategies.base import Strategy
 from apps.strategies.errors import InvalidParamsError
@@ -35,10 +36,6 @@ class LookaheadBiasedError(ValidationFailed):
     """The strategy configuration was caught using future bars; it cannot be deployed or listed."""
 
     default_code = "lookahead_biased"
-
-
-def _field_error(message: str, field: str) -> ValidationFailed:
-    return ValidationFailed(message, extra={"fields": {field: [message]}})
 
 
 # --- building strategies ------------------------------------------------------------------------
