@@ -33,8 +33,6 @@ The bench waits until every follower has a CopyTrade for that fill. From the row
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -45,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/tp_bench_copy"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/7"
+WORKER_LOG = "bench-copy-worker.log"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HISTORY = 300
 WARMUP_FOLLOWERS = 20
@@ -227,59 +226,6 @@ def prepare(count: int) -> tuple[Any, Any, Any, Any]:
     return instrument, frame, leader, warm_leader
 
 
-def start_workers(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = open(ROOT / "var" / "bench-copy-worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
-    return subprocess.Popen(
-        [
-            str(ROOT / ".venv" / "bin" / "celery"),
-            "-A",
-            "tradingplatform",
-            "worker",
-            "-Q",
-            "orders",
-            "-c",
-            "2",
-            "-P",
-            "prefork",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop_workers(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-
-
-def wait_ready(timeout: float = 60.0) -> None:
-    from tradingplatform.celery import app
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            replies = app.control.ping(timeout=1.0)
-        except Exception:
-            replies = []
-        if replies:
-            return
-        time.sleep(0.5)
-    raise RuntimeError("the worker did not answer a ping; see var/bench-copy-worker.log")
-
-
 def leader_order(deployment: Any, instrument: Any, bar: int) -> Any:
     from apps.trades.intents import OrderIntent
     from apps.trades.services.orders import order_submit
@@ -371,9 +317,12 @@ def main() -> None:
     (ROOT / "var").mkdir(exist_ok=True)
     instrument, frame, leader, warm_leader = prepare(args.followers)
     connections.close_all()
-    worker = start_workers({**os.environ, "DJANGO_SETTINGS_MODULE": "tradingplatform.settings.dev"})
+    from bench.workers import start_workers, stop_workers, wait_ready
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tradingplatform.settings.dev"}
+    worker = start_workers(env, queues="orders", log=WORKER_LOG)
     try:
-        wait_ready()
+        wait_ready(log=WORKER_LOG)
         # Warm-up: the other listing's leader trades once (imports, connections in both processes).
         order = leader_order(warm_leader, instrument, HISTORY)
         close_bar(instrument, frame, HISTORY)

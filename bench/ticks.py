@@ -40,9 +40,7 @@ for that bar is finished. From the rows:
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -53,6 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/tp_bench_ticks"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/6"
+WORKER_LOG = "bench-ticks-worker.log"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HISTORY = 300
 WARMUP_DEPLOYMENTS = 8
@@ -201,59 +200,6 @@ def prepare(count: int, signalling: float = 1.0) -> tuple[Any, list[int], list[i
     return instrument, warm, timed, frame
 
 
-def start_workers(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = open(ROOT / "var" / "bench-ticks-worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
-    return subprocess.Popen(
-        [
-            str(ROOT / ".venv" / "bin" / "celery"),
-            "-A",
-            "tradingplatform",
-            "worker",
-            "-Q",
-            "ticks,orders",
-            "-c",
-            "2",
-            "-P",
-            "prefork",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop_workers(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-
-
-def wait_ready(timeout: float = 60.0) -> None:
-    from tradingplatform.celery import app
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            replies = app.control.ping(timeout=1.0)
-        except Exception:
-            replies = []
-        if replies:
-            return
-        time.sleep(0.5)
-    raise RuntimeError("the worker did not answer a ping; see var/bench-ticks-worker.log")
-
-
 def trading_reset() -> None:
     """Undo the timed deployments' trading (orders, fills, positions, the paper book, balances)
     between steady-state warm-up bars; their TickRuns and the workers' caches stay."""
@@ -394,9 +340,11 @@ def main() -> None:
     instrument, warm, timed, frame = prepare(args.deployments, args.signalling)
     connections.close_all()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tradingplatform.settings.dev"}
-    worker = start_workers(env)
+    from bench.workers import start_workers, stop_workers, wait_ready
+
+    worker = start_workers(env, queues="ticks,orders", log=WORKER_LOG)
     try:
-        wait_ready()
+        wait_ready(log=WORKER_LOG)
         wait_reconciled()
         # Warm-up: a few deployments ticked for bar HISTORY, through the same path.
         announce(instrument, frame.iloc[HISTORY : HISTORY + 1])
