@@ -15,6 +15,10 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 
+# LightGBM's wheel links the system's OpenMP runtime (python:3.12-slim does not have it).
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, so a code change does not reinstall them.
 COPY requirements/prod.txt requirements/
 RUN pip install -r requirements/prod.txt
