@@ -40,6 +40,9 @@ class Strategy(ABC):
     Params: ClassVar[type[StrategyParams]] = StrategyParams
     # Plugins installed by operators may hide themselves from users (e.g. test-only peeking ones).
     is_public: ClassVar[bool] = True
+    # True when ``warmup()`` is exact: on a window of that many bars the last row's signals equal
+    # the full history's (no indicator still settling). A tick then reads exactly that window.
+    exact_warmup: ClassVar[bool] = False
 
     def __init__(self, params: StrategyParams | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         if isinstance(params, StrategyParams):
@@ -57,6 +60,13 @@ class Strategy(ABC):
     @abstractmethod
     def compute(self, candles: pd.DataFrame) -> pd.DataFrame:
         """Return ``candles`` with the signal columns added (see the module docstring)."""
+
+    def assert_usable(self, *, user: Any, timeframe: str | None) -> None:
+        """Refuse (a ValidationFailed naming the field) when ``user`` may not run this strategy
+        configuration on ``timeframe``. Library strategies are anyone's; a strategy built on a
+        user's own object (an ML strategy's model) checks its owner. Called by the deployment
+        and backtest services before they store anything."""
+        return None
 
     def describe(self) -> str:
         """One line naming the strategy and its parameters, for lists and reports."""

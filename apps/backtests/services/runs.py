@@ -173,6 +173,8 @@ def run_spec_validate(
     instrument = _instrument(instrument_id)
     if timeframe not in timeframes.TIMEFRAMES:
         raise RunInputError(f"Unknown timeframe; use one of {', '.join(timeframes.TIMEFRAMES)}.", field="timeframe")
+    # The owner may run it on this timeframe (an ML strategy's model is its owner's, on its own timeframe).
+    strategy.assert_usable(user=owner, timeframe=timeframe)
     start = _aware(start_at, "start")
     end = _aware(end_at, "end")
     _range(instrument, timeframe, start, end)

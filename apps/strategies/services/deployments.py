@@ -193,9 +193,11 @@ def _timeframe(timeframe: Any) -> str:
 
 
 def _strategy(
-    owner: User, strategy_key: str, params: Mapping[str, Any] | None, rule_set_id: Any
+    owner: User, strategy_key: str, params: Mapping[str, Any] | None, rule_set_id: Any, timeframe: Any = None
 ) -> tuple[str, dict[str, Any], RuleSet | None, Any]:
-    """(strategy_key, params, rule set, rules) after building and checking the strategy."""
+    """(strategy_key, params, rule set, rules) after building and checking the strategy, which
+    must be usable by ``owner`` on ``timeframe`` (`Strategy.assert_usable`: an ML strategy's
+    model is its owner's only)."""
     rule_set = None
     rules = None
     if rule_set_id not in (None, ""):
@@ -210,6 +212,7 @@ def _strategy(
     elif (strategy_key or "").strip() == RULES_KEY:
         raise _field_error("A rule strategy is deployed from one of your rule sets.", "rule_set_id")
     strategy = strategy_build(strategy_key=strategy_key, params=params, rules=rules)
+    strategy.assert_usable(user=owner, timeframe=timeframe if timeframe in timeframes.TIMEFRAMES else None)
     strategy_assert_deployable(strategy=strategy)
     return (
         strategy.key if rules is None else RULES_KEY,
@@ -249,7 +252,7 @@ def deployment_create(
     """Create a draft deployment after validating every input (see the module docstring).
     Nothing trades until `deployment_start`."""
     account = _account(owner, account_id)
-    key, clean_params, rule_set, rules = _strategy(owner, strategy_key, params, rule_set_id)
+    key, clean_params, rule_set, rules = _strategy(owner, strategy_key, params, rule_set_id, timeframe)
     instruments = _instruments(instrument_ids)
     deployment = Deployment(
         owner=owner,
@@ -338,8 +341,14 @@ def deployment_update(*, deployment: Deployment, actor: User | None = None, **ch
             changes.get("strategy_key", deployment.strategy_key),
             changes.get("params", deployment.params if "strategy_key" not in changes else None),
             rule_set_id,
+            changes.get("timeframe", deployment.timeframe),
         )
         deployment.strategy_key, deployment.params, deployment.rule_set, deployment.rules = key, params, rule_set, rules
+    elif "timeframe" in changes:
+        # The strategy stays; it must still suit the new timeframe (an ML model is trained on one).
+        deployment_strategy(deployment=deployment).assert_usable(
+            user=owner, timeframe=changes["timeframe"] if changes["timeframe"] in timeframes.TIMEFRAMES else None
+        )
     instruments = _instruments(changes["instrument_ids"]) if "instrument_ids" in changes else None
     if "timeframe" in changes:
         deployment.timeframe = _timeframe(changes["timeframe"])
@@ -483,7 +492,10 @@ def deployment_start(
     if deployment.status not in STARTABLE:
         raise DeploymentStateError(f"This deployment is {deployment.get_status_display().lower()}; it cannot start.")
     _check_mode(deployment, mode, request)
-    strategy_assert_deployable(strategy=deployment_strategy(deployment=deployment))
+    strategy = deployment_strategy(deployment=deployment)
+    # Again at start: what it trades may have gone since it was created (an ML strategy deleted).
+    strategy.assert_usable(user=deployment.owner, timeframe=deployment.timeframe)
+    strategy_assert_deployable(strategy=strategy)
     newest = _newest_bar(deployment)
     if newest is not None and (deployment.last_bar_ts is None or newest > deployment.last_bar_ts):
         deployment.last_bar_ts = newest

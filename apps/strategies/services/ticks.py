@@ -68,7 +68,9 @@ from apps.strategies.services.deployments import (
 logger = logging.getLogger(__name__)
 
 # Bars the strategy sees at each tick: its warm-up several times over (indicators with memory,
-# such as EMAs, settle), at least WINDOW_MIN.
+# such as EMAs, settle), at least WINDOW_MIN; just its warm-up (at least WINDOW_MIN) for a strategy
+# whose warm-up is exact (``Strategy.exact_warmup``: an ML model, whose features are bit-identical
+# on that window and which would otherwise predict thousands of rows to use the last one).
 WINDOW_MIN = 200
 WINDOW_WARMUP_MULTIPLE = 4
 WINDOW_MAX = 5000
@@ -376,13 +378,20 @@ def _plan(deployment: Deployment) -> Plan:
         account_kind=account[1],
         strategy=strategy,
         fingerprint=fingerprint(strategy),
-        window=min(max(WINDOW_MIN, warmup * WINDOW_WARMUP_MULTIPLE), WINDOW_MAX),
+        window=_window(strategy, warmup),
     )
     # The deployment's instruments in one read (their ids decide which bars tick it).
     plan.instruments = {i.pk: i for i in deployment.instruments.all()}
     plan.instrument_ids = frozenset(plan.instruments)
     _PLANS[deployment.pk] = plan
     return plan
+
+
+def _window(strategy: Strategy, warmup: int) -> int:
+    if strategy.exact_warmup:
+        # WINDOW_MIN still: the ATR of risk-per-trade sizing settles on it, as in every tick.
+        return min(max(WINDOW_MIN, warmup), WINDOW_MAX)
+    return min(max(WINDOW_MIN, warmup * WINDOW_WARMUP_MULTIPLE), WINDOW_MAX)
 
 
 def _instrument(plan: Plan, deployment: Deployment, instrument_id: int) -> tuple[Instrument, EngineSettings]:
