@@ -37,7 +37,7 @@ class Event(models.TextChoices):
     LISTING_APPROVED = "listing_approved", "Listing approved"
     LISTING_REJECTED = "listing_rejected", "Listing rejected"
     SECURITY = "security", "Security event"
-    # Declared for the ML app, which does not exist yet: nothing sends these today.
+    # Sent by the ML app (apps.ml.services.registry and .drift).
     MODEL_PROMOTED = "model_promoted", "Model promoted"
     DRIFT_DETECTED = "drift_detected", "Model drift detected"
 

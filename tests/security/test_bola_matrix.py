@@ -7,6 +7,7 @@ must decide, here, whether it is public, the caller's own, or an owned object.
 """
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -215,7 +216,43 @@ def _subscription(owner: Any) -> str:
     return str(subscription.pk)
 
 
-Maker = Callable[[Any], str]
+def _ml_strategy_row(owner: Any) -> Any:
+    from apps.ml.models import MLStrategy
+
+    name = f"mine {MLStrategy.objects.filter(owner=owner).count()}"
+    ml_strategy = MLStrategy.objects.create(owner=owner, name=name, timeframe="1h", features=["ret_1"])
+    ml_strategy.instruments.add(_instrument())
+    return ml_strategy
+
+
+def _ml_strategy(owner: Any) -> str:
+    return str(_ml_strategy_row(owner).pk)
+
+
+def _ml_version(owner: Any) -> tuple[str, str]:
+    """(ML strategy id, version number): a retired version with a model file, which the owner
+    could promote or roll back to, and a queued training the owner could cancel."""
+    from apps.ml.models import ModelVersion
+
+    ml_strategy = _ml_strategy_row(owner)
+    old = ModelVersion.objects.create(
+        ml_strategy=ml_strategy, owner=owner, number=1, status="retired", artifact=b"x", artifact_sha256="0" * 64
+    )
+    current = ModelVersion.objects.create(
+        ml_strategy=ml_strategy,
+        owner=owner,
+        number=2,
+        status="promoted",
+        artifact=b"y",
+        artifact_sha256="1" * 64,
+        replaced=old,
+    )
+    ModelVersion.objects.create(ml_strategy=ml_strategy, owner=owner, number=3, status="queued")
+    type(ml_strategy).objects.filter(pk=ml_strategy.pk).update(promoted_version=current)
+    return str(ml_strategy.pk), "1"
+
+
+Maker = Callable[[Any], str | tuple[str, ...]]
 
 # path -> ("public" | "self" | "list" | maker of the owner's object id for the path's one parameter)
 OWNERSHIP: dict[str, str | Maker] = {
@@ -291,6 +328,18 @@ OWNERSHIP: dict[str, str | Maker] = {
     "/api/v1/listings/{listing_id}/track-record/": _draft_listing,
     "/api/v1/listings/{listing_id}/trades/": _draft_listing,
     "/api/v1/listings/{listing_id}/reviews/": _draft_listing,
+    "/api/v1/ml/features/": "public",
+    "/api/v1/ml/strategies/": "list",
+    "/api/v1/ml/strategies/{ml_strategy_id}/": _ml_strategy,
+    "/api/v1/ml/strategies/{ml_strategy_id}/train/": _ml_strategy,
+    "/api/v1/ml/strategies/{ml_strategy_id}/rollback/": lambda owner: _ml_version(owner)[0],
+    "/api/v1/ml/strategies/{ml_strategy_id}/versions/": _ml_strategy,
+    "/api/v1/ml/strategies/{ml_strategy_id}/versions/{number}/": _ml_version,
+    "/api/v1/ml/strategies/{ml_strategy_id}/versions/{number}/promote/": _ml_version,
+    "/api/v1/ml/strategies/{ml_strategy_id}/versions/{number}/cancel/": lambda owner: (_ml_version(owner)[0], "3"),
+    "/api/v1/ml/strategies/{ml_strategy_id}/drift/": _ml_strategy,
+    "/api/v1/ml/strategies/{ml_strategy_id}/backtest/": _ml_strategy,
+    "/api/v1/ml/strategies/{ml_strategy_id}/deploy/": _ml_strategy,
     "/api/v1/notifications/": "list",
     "/api/v1/notifications/read-all/": "self",
     "/api/v1/notifications/{notification_id}/": _notification,
@@ -322,6 +371,7 @@ LIST_OBJECTS: dict[str, Maker] = {
     "/api/v1/listings/": _draft_listing,
     "/api/v1/listings/mine/": _draft_listing,
     "/api/v1/subscriptions/": _subscription,
+    "/api/v1/ml/strategies/": _ml_strategy,
     "/api/v1/notifications/": _notification,
     "/api/v1/alert-rules/": _alert_rule,
     "/api/v1/deliveries/": _delivery,
@@ -358,8 +408,11 @@ def test_outsider_gets_404_on_every_method_of_every_owned_object_route(tmp_path,
     for path, rule in OWNERSHIP.items():
         if isinstance(rule, str):
             continue
-        object_id = rule(alice)
-        url = path.split("{")[0] + object_id + path.split("}")[1]
+        object_ids = rule(alice)
+        # Each {parameter} of the path in turn (an ML version is named by its strategy and number).
+        url = path
+        for object_id in (object_ids,) if isinstance(object_ids, str) else object_ids:
+            url = re.sub(r"\{[^}]+\}", object_id, url, count=1)
         for method in paths[path]:
             response = getattr(client, method)(url, data={}, format="json")
             assert response.status_code in (403, 404), f"{method.upper()} {url} -> {response.status_code}"
@@ -379,6 +432,14 @@ def test_outsider_gets_404_on_every_method_of_every_owned_object_route(tmp_path,
     from apps.strategies.models import Deployment
 
     assert set(Deployment.objects.filter(owner=alice).values_list("status", flat=True)) == {"draft"}
+    # none of her ML strategies changed hands, trained, promoted or rolled back, none was deleted
+    from apps.ml.models import MLStrategy, ModelVersion
+
+    assert MLStrategy.objects.filter(owner=alice).count() == MLStrategy.objects.count() > 0
+    assert not ModelVersion.objects.filter(number__gt=3).exists()
+    assert set(ModelVersion.objects.filter(number=1).values_list("status", flat=True)) == {"retired"}
+    assert set(ModelVersion.objects.filter(number=3).values_list("status", flat=True)) == {"queued"}
+    assert Deployment.objects.filter(owner=mallory).count() == 0
     assert checked >= 19
 
 

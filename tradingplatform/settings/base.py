@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.strategies",
     "apps.backtests",
     "apps.marketplace",
+    "apps.ml",
     "apps.notifications",
 ]
 
@@ -293,6 +294,30 @@ MARKETPLACE_PLATFORM_FEE_SHARE = env.str("MARKETPLACE_PLATFORM_FEE_SHARE", defau
 # Dotted path of a fees.PaymentProvider class; empty = NullPaymentProvider (nothing collected).
 MARKETPLACE_PAYMENT_PROVIDER = env.str("MARKETPLACE_PAYMENT_PROVIDER", default="")
 
+# --- ML strategies (apps.ml) ------------------------------------------------------------------
+# A training's task is stopped (soft limit: marked failed) after this long; a running training
+# with no progress for longer plus the grace (its worker died) is failed by the reaper. It must
+# stay below the broker's visibility timeout, or a long training would go to a second worker.
+ML_TRAIN_TIME_LIMIT_SECONDS = env.int("ML_TRAIN_TIME_LIMIT_SECONDS", default=1800)
+ML_REAP_GRACE_SECONDS = 60
+# Embedded mode only: a training still queued after this long lost its message: sent again.
+ML_REQUEUE_SECONDS = env.int("ML_REQUEUE_SECONDS", default=600)
+# Drift: every promoted model's live features against its training data, this often; a drift
+# starts a retrain at most once per this many hours per ML strategy.
+ML_DRIFT_CHECK_MINUTES = env.int("ML_DRIFT_CHECK_MINUTES", default=60)
+ML_DRIFT_RETRAIN_COOLDOWN_HOURS = env.float("ML_DRIFT_RETRAIN_COOLDOWN_HOURS", default=24.0)
+CELERY_BEAT_SCHEDULE["ml-trainings-reap"] = {
+    "task": "apps.ml.tasks.training_reap",
+    "schedule": timedelta(seconds=60),
+    # The default queue: the ml queue may be busy with the very trainings being checked.
+    "options": {"expires": 55, "queue": "default"},
+}
+CELERY_BEAT_SCHEDULE["ml-drift-check"] = {
+    "task": "apps.ml.tasks.drift_check_all",
+    "schedule": timedelta(minutes=ML_DRIFT_CHECK_MINUTES),
+    "options": {"expires": ML_DRIFT_CHECK_MINUTES * 60 - 5},
+}
+
 # --- Notifications (apps.notifications) -------------------------------------------------------
 # External messages per (user, channel, event type) at most one per this many seconds; the rest
 # of a burst goes out as one message at the window's end. Failed sends: retried with backoff
@@ -431,6 +456,8 @@ SPECTACULAR_SETTINGS = {
         "NotificationChannelEnum": "apps.notifications.models.Channel",
         "DeliveryStatusEnum": "apps.notifications.models.Delivery.Status",
         "QuietModeEnum": "apps.notifications.models.NotificationSettings.QuietMode",
+        "ModelVersionStatusEnum": "apps.ml.models.ModelVersion.Status",
+        "TimeframeEnum": "apps.marketdata.timeframes.CHOICES",
     },
 }
 
