@@ -13,6 +13,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("apps.accounts.api_urls")),
     path("", include("apps.trades.api_urls")),
     path("", include("apps.marketplace.api_urls")),
+    path("", include("apps.ml.api_urls")),
     path("", include("apps.notifications.api_urls")),
     # Last: any other /api/v1/ path is a JSON 404, in DEBUG too.
     re_path(r"^.*$", common_views.api_not_found, name="not-found"),
@@ -26,6 +27,7 @@ urlpatterns = [
     path("trades/", include("apps.trades.urls")),
     path("accounts/", include("apps.accounts.urls")),
     path("marketplace/", include("apps.marketplace.urls")),
+    path("ml/", include("apps.ml.urls")),
     path("notifications/", include("apps.notifications.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

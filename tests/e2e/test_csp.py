@@ -1,7 +1,8 @@
 """The Content-Security-Policy lets the portal's pages work: Chromium loads the main pages
 (sign-in, dashboard with its live socket, markets and a chart drawn by lightweight-charts,
 strategies, backtests, deployments with a running one, the marketplace and a listing with its
-inline styles, accounts and an account page with its inline confirm handler, trading) and
+inline styles, accounts and an account page with its inline confirm handler, trading, ML
+strategies: the list, the form and a model page) and
 reports no CSP violation, neither on the console nor as a `securitypolicyviolation` event.
 
 Headless Debian chromium through Playwright against uvicorn and the embedded worker in this
@@ -44,7 +45,17 @@ def listing(alice: Any, staff: Any) -> Listing:
 
 
 @pytest.fixture
-def pages(listing: Listing) -> list[str]:
+def ml_strategy(alice: Any, listing: Listing) -> Any:
+    from apps.ml.services import ml_strategy_create
+
+    instrument = listing.deployment.instruments.get()
+    return ml_strategy_create(
+        owner=alice, data={"name": "BTC model", "instrument_ids": [instrument.pk], "timeframe": "1h"}
+    )
+
+
+@pytest.fixture
+def pages(listing: Listing, ml_strategy: Any) -> list[str]:
     """The pages to load, resolved before the browser starts (database reads)."""
     deployment = listing.deployment
     instrument = deployment.instruments.get()
@@ -62,6 +73,10 @@ def pages(listing: Listing) -> list[str]:
         reverse("accounts:list"),
         reverse("accounts:detail", args=[deployment.account_id]),
         reverse("trades:orders"),
+        reverse("ml:list"),
+        reverse("ml:new"),
+        reverse("ml:detail", args=[ml_strategy.pk]),
+        reverse("ml:edit", args=[ml_strategy.pk]),
         reverse("two_factor_index"),
         reverse("tokens"),
     ]

@@ -35,6 +35,12 @@ class Command(BaseCommand):
         # That deployment listed and approved, and Bob copying it with a paper account.
         demo_marketplace_seed(leader=leader, log=self.stdout.write)
 
+        from apps.ml.demo import demo_ml_seed
+
+        # An ML strategy with a promoted model (trained now, a few seconds), a daily retraining
+        # schedule and a drift history.
+        demo_ml_seed(log=self.stdout.write)
+
     def _users(self) -> None:
         for spec in DEMO_USERS:
             user, created = User.objects.get_or_create(
