@@ -8,6 +8,7 @@ few thousand bars so the suite stays fast.
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,8 @@ import pytest
 from apps.marketdata import services as market_services
 from apps.marketdata.models import Instrument
 from apps.marketdata.storage import candles_write
-from apps.ml import runtime
+from apps.ml import runtime, services
+from apps.ml.models import MLStrategy, ModelVersion
 from tests.marketdata.ohlcv import load_candles
 
 BARS = 2000
@@ -54,6 +56,27 @@ def config(instrument: Instrument, **overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return data
+
+
+def fresh(version: ModelVersion) -> ModelVersion:
+    """The version as stored now."""
+    return ModelVersion.objects.get(pk=version.pk)
+
+
+def corrupt(version: ModelVersion) -> None:
+    """Flip one byte of the stored model file (its SHA-256 no longer matches)."""
+    data = bytearray(bytes(ModelVersion.objects.get(pk=version.pk).artifact))
+    data[len(data) // 2] ^= 0xFF
+    ModelVersion.objects.filter(pk=version.pk).update(artifact=bytes(data))
+
+
+def paper_account(owner: Any, usdt: str = "100000", **costs: Any) -> Any:
+    """A funded paper account of ``owner`` (costs: the paper venue's, default a 0.1 % fee)."""
+    from apps.accounts.services import account_connect_paper
+
+    return account_connect_paper(
+        owner=owner, name="Paper", balances={"USDT": Decimal(usdt)}, costs=costs or {"fee": 0.001}
+    )
 
 
 @dataclass
@@ -95,6 +118,12 @@ def btc(db: Any) -> Instrument:
     instrument = make_instrument()
     store(instrument, real_candles())
     return instrument
+
+
+@pytest.fixture
+def ml(alice: Any, btc: Instrument) -> MLStrategy:
+    """alice's ML strategy of ``config`` on ``btc``, not trained yet."""
+    return services.ml_strategy_create(owner=alice, data=config(btc))
 
 
 @pytest.fixture(autouse=True)

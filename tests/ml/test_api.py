@@ -3,18 +3,18 @@ promote, roll back, cancel, drift, backtest and deploy; the feature catalogue. B
 400 naming the field, another user's objects are 404 on every route and change nothing, and
 the model file is never in any answer."""
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
 
 from apps.backtests.models import Backtest
+from apps.backtests.services import backtest_run
 from apps.ml import services
 from apps.ml.models import MLStrategy, ModelVersion
 from apps.ml.pipeline.features import feature_catalogue
 from apps.strategies.models import Deployment
-from tests.ml.support import config
+from tests.ml.support import config, corrupt, paper_account
 
 pytestmark = pytest.mark.django_db
 
@@ -29,11 +29,6 @@ def client_for(user: Any) -> APIClient:
 
 def detail(ml: MLStrategy) -> str:
     return f"{LIST}{ml.pk}/"
-
-
-@pytest.fixture
-def ml(alice, btc) -> MLStrategy:
-    return services.ml_strategy_create(owner=alice, data=config(btc))
 
 
 @pytest.fixture
@@ -202,9 +197,7 @@ def test_backtest_queues_a_backtest_of_the_promoted_model(trained, alice, btc, m
 
 
 def test_backtest_and_deploy_refuse_without_a_promoted_model(ml, alice):
-    from apps.accounts.services import account_connect_paper
-
-    account = account_connect_paper(owner=alice, name="Paper", balances={"USDT": Decimal("1000")}, costs={"fee": 0.001})
+    account = paper_account(alice, "1000")
     client = client_for(alice)
 
     backtest = client.post(f"{detail(ml)}backtest/", {}, format="json")
@@ -216,9 +209,7 @@ def test_backtest_and_deploy_refuse_without_a_promoted_model(ml, alice):
 
 
 def test_deploy_starts_a_paper_deployment_of_the_promoted_model(trained, alice, btc):
-    from apps.accounts.services import account_connect_paper
-
-    account = account_connect_paper(owner=alice, name="Paper", balances={"USDT": Decimal("1000")}, costs={"fee": 0.001})
+    account = paper_account(alice, "1000")
 
     response = client_for(alice).post(
         f"{detail(trained)}deploy/", {"account_id": account.pk, "capital": "500"}, format="json"
@@ -294,3 +285,49 @@ def test_the_schema_documents_the_ml_endpoints(alice):
     ):
         assert path in schema["paths"], path
     assert "202" in schema["paths"]["/api/v1/ml/strategies/{ml_strategy_id}/train/"]["post"]["responses"]
+
+
+def test_promoting_a_version_whose_model_file_does_not_load_is_a_400_saying_why(trained, alice):
+    corrupt(ModelVersion.objects.get(ml_strategy=trained, number=2))
+
+    response = client_for(alice).post(f"{detail(trained)}versions/2/promote/", {}, format="json")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == "v2 cannot be promoted: The model file is corrupt (hash mismatch)."
+    assert "artifact" in error["fields"]
+    trained.refresh_from_db()
+    assert trained.promoted_version.number == 1
+
+
+def test_the_owner_backtests_and_deploys_strategy_ml_through_the_platforms_own_endpoints(trained, alice, btc):
+    """An ML strategy is a strategy like any other: the backtests' and deployments' own API take
+    ``strategy: "ml"`` with its id, and the backtest runs its promoted model."""
+    client = client_for(alice)
+    account = paper_account(alice)
+
+    backtest = client.post(
+        "/api/v1/backtests/",
+        {"strategy": "ml", "params": {"model": trained.pk}, "instrument": btc.pk, "timeframe": "1h"},
+        format="json",
+    )
+    deploy = {
+        "account": account.pk,
+        "strategy": "ml",
+        "params": {"model": trained.pk},
+        "instruments": [btc.pk],
+        "timeframe": "1h",
+        "capital": "1000",
+    }
+    deployment = client.post("/api/v1/deployments/", deploy, format="json")
+
+    assert backtest.status_code == 201, backtest.json()
+    backtest_run(backtest_id=backtest.json()["id"])  # the task's body
+    run = Backtest.objects.get(pk=backtest.json()["id"])
+    assert (run.strategy_key, run.params, run.status) == ("ml", {"model": trained.pk, "version": 0}, "succeeded")
+    assert run.error == "" and run.metrics
+    assert deployment.status_code == 201, deployment.json()
+    assert Deployment.objects.get(pk=deployment.json()["id"]).params == {"model": trained.pk, "version": 0}
+    # on another timeframe than its model's, the deployment is refused at the field
+    other = client.post("/api/v1/deployments/", {**deploy, "timeframe": "4h"}, format="json")
+    assert other.status_code == 400 and "timeframe" in other.json()["error"]["fields"]

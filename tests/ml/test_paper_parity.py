@@ -28,7 +28,7 @@ from apps.marketdata.models import Instrument
 from apps.ml import services
 from apps.strategies.models import Signal
 from apps.strategies.services.deployments import deployment_engine_settings, deployment_strategy
-from tests.ml.support import config, make_instrument, real_candles, store
+from tests.ml.support import config, make_instrument, paper_account, real_candles, store
 from tests.strategies.deploy_support import ticks_inline
 from tests.strategies.test_paper_parity import Masked, close, round_trips
 
@@ -47,6 +47,24 @@ def btc_parity(db: Any) -> tuple[Instrument, pd.DataFrame]:
     instrument = make_instrument(venue="parity")
     store(instrument, candles.iloc[:HISTORY])
     return instrument, candles
+
+
+def feed(instrument: Instrument, candles: pd.DataFrame, bars: range, capture: Any) -> None:
+    """Store the closed bars one at a time through the live path (paper matching, ticks)."""
+    for i in bars:
+        with capture(execute=True):
+            market_services.candles_store_closed(
+                instrument=instrument, timeframe="1h", frame=candles.iloc[i : i + 1], source="test"
+            )
+
+
+def acted_on(deployment: Any, last_bar: Any) -> dict[Any, str]:
+    """The actions the deployment recorded, by bar (the last bar's cannot fill in either)."""
+    return {
+        s.bar_ts: s.action
+        for s in Signal.objects.filter(deployment=deployment).exclude(action="none")
+        if s.bar_ts != last_bar
+    }
 
 
 def expected_signals(trades: list[dict[str, Any]]) -> dict[Any, str]:
@@ -92,11 +110,7 @@ def test_a_paper_ml_deployment_gives_the_signals_and_trades_of_its_backtest(
     assert deployment.status == "paper" and deployment.settings["allow_short"] is True
 
     # when every later bar is fed through the live path, one at a time
-    for i in range(HISTORY, HISTORY + FED):
-        with django_capture_on_commit_callbacks(execute=True):
-            market_services.candles_store_closed(
-                instrument=instrument, timeframe="1h", frame=candles.iloc[i : i + 1], source="test"
-            )
+    feed(instrument, candles, range(HISTORY, HISTORY + FED), django_capture_on_commit_callbacks)
 
     # then the backtest over the same candles with the same model...
     settings = deployment_engine_settings(deployment=deployment, instrument=instrument)
@@ -107,11 +121,7 @@ def test_a_paper_ml_deployment_gives_the_signals_and_trades_of_its_backtest(
 
     # ...implies exactly the signals the deployment acted on (the last bar's cannot fill in either)
     last_bar = candles.index[-1].to_pydatetime()
-    acted = {
-        s.bar_ts: s.action
-        for s in Signal.objects.filter(deployment=deployment).exclude(action="none")
-        if s.bar_ts != last_bar
-    }
+    acted = acted_on(deployment, last_bar)
     assert acted == {bar: action for bar, action in expected_signals(trades).items() if bar != last_bar}
     assert {"enter_long", "enter_short"} <= set(acted.values())
 
@@ -127,3 +137,57 @@ def test_a_paper_ml_deployment_gives_the_signals_and_trades_of_its_backtest(
         assert close(got["exit_price"], want["exit_price"]), (got, want)
         assert close(got["size"], want["size"]), (got, want)
         assert close(got["fees"], want["fees"]), (got, want)
+
+
+def test_after_a_promotion_the_deployment_trades_the_new_model_as_its_backtest_does(
+    btc_parity, alice, sent, ticks_inline, django_capture_on_commit_callbacks
+):
+    """A promotion changes what a running deployment trades, and with it the window its ticks
+    need: v1's features settle within the tick's minimum window (200 bars), v2 adds the RSI,
+    which needs 250. The deployment's next ticks read v2's window and act as v2's backtest does."""
+    instrument, candles = btc_parity
+    short_memory = ["ret_1", "ret_3", "ret_12", "vol_12", "bb_pctb", "volume_z"]
+    ml = services.ml_strategy_create(
+        owner=alice,
+        data=config(
+            instrument,
+            features=short_memory,
+            # v1 never trades: its probabilities do not reach 0.99
+            decision={"threshold": 0.99, "exit_threshold": 0.5, "allow_short": False},
+            validation={"n_splits": 3, "embargo": 6, "history_bars": HISTORY},
+        ),
+    )
+    assert services.training_run_now(ml_strategy=ml, trigger="manual").status == "promoted"
+    sizing = {"sizing": {"mode": "fixed_fraction", "fraction": 0.5}}
+    deployment = services.ml_deploy(
+        owner=alice,
+        ml_strategy=ml,
+        data={"account_id": paper_account(alice, "1000000").pk, "capital": "10000", "settings": sizing},
+    )
+    switch = HISTORY + 10
+    feed(instrument, candles, range(HISTORY, switch), django_capture_on_commit_callbacks)
+    assert not Signal.objects.filter(deployment=deployment).exclude(action="none").exists()
+
+    # when v2, with the RSI and a threshold it reaches, is promoted by hand while the deployment
+    # runs (a margin of 1 keeps any training from winning on its own)
+    services.ml_strategy_update(
+        ml_strategy=ml,
+        data={
+            "features": [*short_memory, "rsi_14"],
+            "decision": {"threshold": 0.52, "exit_threshold": 0.5},
+            "promotion_margin": 1.0,
+        },
+    )
+    v2 = services.training_run_now(ml_strategy=ml, trigger="manual")
+    assert v2.status == "rejected", v2.error
+    services.version_promote(version=v2, actor=alice)
+    feed(instrument, candles, range(switch, HISTORY + FED), django_capture_on_commit_callbacks)
+
+    # then its actions from the switch on are v2's backtest's
+    settings = deployment_engine_settings(deployment=deployment, instrument=instrument)
+    strategy = Masked(deployment_strategy(deployment=deployment), candles.index[switch])
+    trades = run_backtest(strategy, candles, settings=settings).trades.to_dict("records")
+    assert len(trades) >= 3, "v2 should trade"
+    last_bar = candles.index[-1].to_pydatetime()
+    acted = acted_on(deployment, last_bar)
+    assert acted == {bar: action for bar, action in expected_signals(trades).items() if bar != last_bar}

@@ -7,19 +7,11 @@ from apps.audit.models import AuditEvent
 from apps.common.errors import Conflict, NotFound
 from apps.ml import services
 from apps.ml.models import MLStrategy, ModelVersion
+from apps.ml.pipeline.errors import ModelLoadError
 from apps.notifications.models import Notification
-from tests.ml.support import config
+from tests.ml.support import corrupt, fresh
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ml(alice, btc) -> MLStrategy:
-    return services.ml_strategy_create(owner=alice, data=config(btc))
-
-
-def fresh(version: ModelVersion) -> ModelVersion:
-    return ModelVersion.objects.get(pk=version.pk)
 
 
 def promoted_number(ml: MLStrategy) -> int | None:
@@ -116,3 +108,31 @@ def test_a_training_that_wins_after_a_rollback_replaces_the_restored_version(ml,
 
     assert v4.status == "promoted" and v4.replaced_id == v1.pk
     assert services.version_rollback(ml_strategy=ml, actor=alice).number == 1
+
+
+def test_a_version_whose_model_file_does_not_load_is_not_promoted(ml, alice, staff, three):
+    v1, v2, _ = three
+    corrupt(v2)
+
+    for actor in (alice, staff):
+        with pytest.raises(ModelLoadError) as exc:
+            services.version_promote(version=v2, actor=actor)
+        assert exc.value.message == "v2 cannot be promoted: The model file is corrupt (hash mismatch)."
+        assert exc.value.extra["fields"] == {"artifact": [exc.value.message]}
+
+    assert promoted_number(ml) == 1
+    assert (fresh(v1).status, fresh(v2).status) == ("promoted", "rejected")
+    assert not AuditEvent.objects.filter(action="ml.version.promoted", target_id=str(v2.pk)).exists()
+
+
+def test_nor_rolled_back_to(ml, alice, three):
+    v1, v2, _ = three
+    services.version_promote(version=v2, actor=alice)
+    ModelVersion.objects.filter(pk=v1.pk).update(artifact=None)
+
+    with pytest.raises(ModelLoadError) as exc:
+        services.version_rollback(ml_strategy=ml, actor=alice)
+
+    assert exc.value.message == "Cannot roll back to v1: The model file is missing."
+    assert promoted_number(ml) == 2 and fresh(v1).status == "retired"
+    assert not AuditEvent.objects.filter(action="ml.version.rolled_back").exists()

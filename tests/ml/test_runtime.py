@@ -12,14 +12,14 @@ from apps.backtests.services import backtest_create, backtest_run
 from apps.common.errors import ValidationFailed
 from apps.marketdata import services as market_services
 from apps.ml import runtime, services
-from apps.ml.models import MLStrategy, ModelVersion
+from apps.ml.models import ModelVersion
 from apps.ml.pipeline.bundle import bundle_signals
 from apps.ml.pipeline.features import features_warmup
 from apps.strategies.errors import StrategyComputeError
 from apps.strategies.models import Deployment, TickRun
 from apps.strategies.registry import get_strategy
 from apps.strategies.services import deployments
-from tests.ml.support import config, make_instrument, real_candles, store
+from tests.ml.support import config, corrupt, make_instrument, paper_account, real_candles, store
 from tests.strategies.deploy_support import ticks_inline
 
 pytestmark = pytest.mark.django_db
@@ -28,21 +28,10 @@ __all__ = ["ticks_inline"]
 
 
 @pytest.fixture
-def ml(alice, btc) -> MLStrategy:
-    return services.ml_strategy_create(owner=alice, data=config(btc))
-
-
-@pytest.fixture
 def trained(ml, sent) -> ModelVersion:
     version = services.training_run_now(ml_strategy=ml, trigger="manual")
     assert version.status == "promoted", version.error
     return version
-
-
-def paper_account(owner: Any) -> Any:
-    from apps.accounts.services import account_connect_paper
-
-    return account_connect_paper(owner=owner, name="Paper", balances={"USDT": Decimal("100000")}, costs={"fee": 0.001})
 
 
 def test_no_promoted_model_is_a_readable_error(ml):
@@ -181,12 +170,6 @@ def test_nor_through_the_api(trained, ml, mallory, btc, api_client):
     assert response.status_code == 400
     assert "strategy" in response.json()["error"]["fields"]
     assert not Backtest.objects.exists()
-
-
-def corrupt(version: ModelVersion) -> None:
-    data = bytearray(bytes(ModelVersion.objects.get(pk=version.pk).artifact))
-    data[len(data) // 2] ^= 0xFF
-    ModelVersion.objects.filter(pk=version.pk).update(artifact=bytes(data))
 
 
 def test_a_corrupted_model_fails_a_backtest_with_the_reason(trained, ml, alice, django_capture_on_commit_callbacks):

@@ -19,11 +19,6 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2024, 1, 1, 10, 30, tzinfo=UTC)
 
 
-@pytest.fixture
-def ml(alice, btc) -> MLStrategy:
-    return services.ml_strategy_create(owner=alice, data=config(btc))
-
-
 def crontab_of(ml: MLStrategy) -> tuple[str, str, str, str, str, str]:
     task = PeriodicTask.objects.select_related("crontab").get(name=f"ml-retrain-{ml.pk}")
     row = task.crontab

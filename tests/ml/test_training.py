@@ -17,18 +17,9 @@ from apps.ml import services, tasks
 from apps.ml.models import MLStrategy, ModelVersion
 from apps.ml.services import training
 from apps.notifications.models import Notification
-from tests.ml.support import config
+from tests.ml.support import config, fresh
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def ml(alice, btc) -> MLStrategy:
-    return services.ml_strategy_create(owner=alice, data=config(btc))
-
-
-def fresh(version: ModelVersion) -> ModelVersion:
-    return ModelVersion.objects.get(pk=version.pk)
 
 
 def set_metric(version: ModelVersion, **values: float) -> None:
@@ -316,3 +307,23 @@ def test_the_task_settings(settings):
     drift = settings.CELERY_BEAT_SCHEDULE["ml-drift-check"]
     assert drift["task"] == tasks.drift_check_all.name
     assert drift["schedule"] == timedelta(minutes=settings.ML_DRIFT_CHECK_MINUTES)
+
+
+def test_a_model_file_that_does_not_load_back_fails_the_training_and_keeps_the_promoted_version(ml, sent, monkeypatch):
+    first = services.training_run_now(ml_strategy=ml, trigger="manual")
+    real_dumps = training.bundle_dumps
+
+    def damaged_on_the_way(bundle: Any) -> tuple[bytes, str]:
+        """The bytes stored are not the bytes hashed (a storage fault)."""
+        data, sha256 = real_dumps(bundle)
+        return data[:-1] + bytes([data[-1] ^ 0xFF]), sha256
+
+    monkeypatch.setattr(training, "bundle_dumps", damaged_on_the_way)
+
+    failed = services.training_run_now(ml_strategy=ml, trigger="manual")
+
+    assert failed.status == "failed"
+    assert failed.error == "artifact: The model file is corrupt (hash mismatch)."
+    assert failed.artifact is None and failed.artifact_sha256 == "" and failed.metrics == {}
+    ml.refresh_from_db()
+    assert ml.promoted_version_id == first.pk and fresh(first).status == "promoted"

@@ -14,18 +14,16 @@ from django.utils.html import escape
 
 from apps.accounts.models import TradingAccount
 from apps.backtests.models import Backtest
-from apps.marketdata import services as market_services
 from apps.marketdata.models import Instrument
-from apps.marketdata.storage import candles_write
 from apps.ml import services
 from apps.ml.models import MLStrategy, ModelVersion
 from apps.strategies.models import Deployment
-from tests.marketdata.ohlcv import load_candles
+from tests.ml.support import BARS, config, corrupt, make_instrument, paper_account
 
 pytestmark = pytest.mark.django_db
 
-BARS = 1500
-SMALL_MODEL = {"max_iter": 20, "max_leaf_nodes": 7, "min_samples_leaf": 20}
+# A few quick features: the pages, not the model, are under test.
+PAGE_FEATURES = ["ret_1", "ret_12", "rsi_14", "vol_12"]
 
 
 def signed_in(user: Any) -> Client:
@@ -35,31 +33,8 @@ def signed_in(user: Any) -> Client:
 
 
 @pytest.fixture
-def btc(db: Any) -> Instrument:
-    """The newest real BTC/USDT 1h candles."""
-    instrument = market_services.instrument_get_or_create(venue="binance", symbol="BTC/USDT", tick_size="0.01")
-    candles_write(instrument=instrument, timeframe="1h", frame=load_candles("BTC-USDT_1h").iloc[-BARS:])
-    return instrument
-
-
-def config(btc: Instrument, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "BTC direction",
-        "instrument_ids": [btc.pk],
-        "timeframe": "1h",
-        "features": ["ret_1", "ret_12", "rsi_14", "vol_12"],
-        "label": {"kind": "forward", "horizon": 6, "threshold": 0.0},
-        "model_kind": "hist_gb",
-        "model_params": SMALL_MODEL,
-        "validation": {"n_splits": 3, "embargo": 6, "history_bars": BARS},
-    }
-    data.update(overrides)
-    return data
-
-
-@pytest.fixture
 def ml(alice: Any, btc: Instrument) -> MLStrategy:
-    return services.ml_strategy_create(owner=alice, data=config(btc))
+    return services.ml_strategy_create(owner=alice, data=config(btc, features=PAGE_FEATURES))
 
 
 @pytest.fixture
@@ -153,7 +128,7 @@ def test_list_shows_the_owners_ml_strategies(trained: MLStrategy, alice: Any, bo
     assert "HistGradientBoosting" in html and "v1" in html
     promoted_auc = trained.promoted_version.metrics["auc"]
     assert f"{promoted_auc:.4f}" in html
-    assert "Off" in html or "off" in html  # no schedule
+    assert "<td>Off</td>" in html  # no schedule
     assert "No ML strategies yet" in signed_in(bob).get("/ml/").content.decode()
 
 
@@ -197,6 +172,10 @@ def test_create_through_the_form(alice: Any, btc: Instrument) -> None:
         ({"schedule_every": "cron", "schedule_cron": "every day please"}, "schedule_cron", "cron"),
         ({"mp_hist_gb_max_iter": "1"}, "mp_hist_gb_max_iter", "max_iter"),
         ({"decision_threshold": "0.55", "decision_exit_threshold": "0.7"}, "decision_exit_threshold", "exit"),
+        ({"features": ["ret_1", "no_such_feature"]}, "features", "not one of the available choices"),
+        ({"timeframe": "13m"}, "timeframe", "not one of the available choices"),
+        ({"higher_timeframe": "90d"}, "higher_timeframe", "not one of the available choices"),
+        ({"higher_timeframe": "1w"}, "higher_timeframe", "2 to 24"),
     ],
 )
 def test_form_shows_service_errors_at_their_field_and_keeps_the_input(
@@ -216,7 +195,7 @@ def test_form_shows_service_errors_at_their_field_and_keeps_the_input(
 
 
 def test_edit_keeps_the_market_fixed_once_trained(trained: MLStrategy, alice: Any, btc: Instrument) -> None:
-    other = market_services.instrument_get_or_create(venue="binance", symbol="ETH/USDT", tick_size="0.01")
+    other = make_instrument("ETH/USDT")
     client = signed_in(alice)
     page = client.get(f"/ml/{trained.pk}/edit/").content.decode()
     assert "Fixed once a version is trained" in page
@@ -336,11 +315,27 @@ def test_rejected_version_shows_its_reason_then_promote_and_roll_back(trained: M
     assert trained.promoted_version.number == 2
     assert ModelVersion.objects.get(ml_strategy=trained, number=1).status == "retired"
 
+    assert 'id="rollback"' in client.get(f"/ml/{trained.pk}/").content.decode()  # v2 replaced v1
+
     response = client.post(f"/ml/{trained.pk}/rollback/")
     assert response.status_code == 302
     trained.refresh_from_db()
     assert trained.promoted_version.number == 1
     assert ModelVersion.objects.get(ml_strategy=trained, number=2).status == "retired"
+    # v1 replaced nothing: no button offers a rollback that cannot happen
+    assert 'id="rollback"' not in client.get(f"/ml/{trained.pk}/").content.decode()
+
+
+def test_promoting_a_version_whose_model_file_does_not_load_is_a_message(trained: MLStrategy, alice: Any) -> None:
+    services.ml_strategy_update(ml_strategy=trained, data={"promotion_margin": 1.0})
+    second = services.training_run_now(ml_strategy=trained, trigger="manual")
+    corrupt(second)
+
+    response = signed_in(alice).post(f"/ml/{trained.pk}/versions/2/promote/", follow=True)
+
+    assert "v2 cannot be promoted: The model file is corrupt (hash mismatch)." in response.content.decode()
+    trained.refresh_from_db()
+    assert trained.promoted_version.number == 1
 
 
 def test_rollback_without_a_previous_version_is_a_message(trained: MLStrategy, alice: Any) -> None:
@@ -403,9 +398,7 @@ def test_backtest_without_a_promoted_model_is_refused_on_the_page(ml: MLStrategy
 
 
 def test_deploy_on_paper_lands_on_the_deployment(trained: MLStrategy, alice: Any) -> None:
-    from apps.accounts.services import account_connect_paper
-
-    account = account_connect_paper(owner=alice, name="Paper", balances={"USDT": Decimal("20000")})
+    account = paper_account(alice, "20000")
     client = signed_in(alice)
     assert f'<option value="{account.pk}">Paper</option>' in client.get(f"/ml/{trained.pk}/").content.decode()
 
@@ -421,9 +414,7 @@ def test_deploy_on_paper_lands_on_the_deployment(trained: MLStrategy, alice: Any
 
 
 def test_deploy_errors_are_shown_at_their_field(trained: MLStrategy, alice: Any) -> None:
-    from apps.accounts.services import account_connect_paper
-
-    account = account_connect_paper(owner=alice, name="Paper", balances={"USDT": Decimal("20000")})
+    account = paper_account(alice, "20000")
 
     response = signed_in(alice).post(f"/ml/{trained.pk}/deploy/", {"account_id": account.pk, "capital": "0"})
 

@@ -5,7 +5,10 @@ status ``promoted``); the one it replaced becomes ``retired`` and is remembered 
 (``replaced``), so a rollback walks back through the promotions in order. Every change happens
 with the MLStrategy row locked (the same lock a finishing training takes), is audited, told to
 the owner over the websocket (``ml.version``) and, when the owner did not do it themselves,
-as a MODEL_PROMOTED notification.
+as a MODEL_PROMOTED notification. A version is put live only when its model file loads (checked
+by hand promotions and rollbacks here, and by a training before it stores its model), and every
+promotion raises the fence of the deployments trading the ML strategy, so their next tick
+re-plans for the new model (its warm-up may need a longer window of bars).
 """
 
 import logging
@@ -13,12 +16,15 @@ import math
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.common.broadcast import broadcast
 from apps.common.errors import Conflict, NotFound
 from apps.ml.models import MLStrategy, ModelVersion
+from apps.ml.pipeline.bundle import bundle_loads
+from apps.ml.pipeline.errors import ModelLoadError
 from apps.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -131,6 +137,7 @@ def promote_locked(
     version.save(update_fields=fields)
     ml_strategy.promoted_version = version
     ml_strategy.save(update_fields=["promoted_version", "updated_at"])
+    _deployments_refresh(ml_strategy.pk)
     audit_record(
         action="ml.version.rolled_back" if how == "rollback" else "ml.version.promoted",
         actor=actor,
@@ -160,6 +167,17 @@ def promote_locked(
     return version
 
 
+def _deployments_refresh(ml_strategy_id: int) -> None:
+    """Raise the fence of the deployments trading this ML strategy. A tick reuses its plan (the
+    strategy and the window of bars it reads, sized by the model's warm-up) while the fence is
+    unchanged; a promotion changes the model, and a new model with a longer warm-up read
+    through the old, shorter window would predict nothing at all. Row locks after the
+    MLStrategy's: a tick holds its deployment's lock but never takes the MLStrategy's."""
+    from apps.strategies.models import Deployment
+
+    Deployment.objects.filter(strategy_key="ml", params__model=ml_strategy_id).update(fence=F("fence") + 1)
+
+
 def _notify_promoted(
     ml_strategy: MLStrategy, version: ModelVersion, previous: ModelVersion | None, reason: str, how: str
 ) -> None:
@@ -187,10 +205,24 @@ def _check_actor(ml_strategy: MLStrategy, actor: User | None) -> None:
         raise NotFound("No such ML strategy.")
 
 
+def assert_loads(version: ModelVersion, *, what: str) -> None:
+    """Refuse (ModelLoadError, field ``artifact``, the reason prefixed with ``what``) a version
+    whose model file is missing, does not match its SHA-256 or does not unpickle: put live, it
+    would fail every tick and backtest. Reads (and unpickles, after the hash check) the file."""
+    data = ModelVersion.objects.filter(pk=version.pk).values_list("artifact", flat=True).first()
+    try:
+        if not data:
+            raise ModelLoadError("The model file is missing.")
+        bundle_loads(bytes(data), version.artifact_sha256)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{what}: {exc.message}") from exc
+
+
 def version_promote(*, version: ModelVersion, actor: User | None, reason: str = "") -> ModelVersion:
     """Promote a rejected or retired version by hand (its owner, or staff). Conflict for a
-    version that is promoted already, still training, failed or cancelled (it has no model).
-    Audited as ``ml.version.promoted`` (how: manual)."""
+    version that is promoted already, still training, failed or cancelled (it has no model);
+    ModelLoadError (``artifact``) when its model file does not load. Audited as
+    ``ml.version.promoted`` (how: manual)."""
     with transaction.atomic():
         ml_strategy = (
             MLStrategy.objects.select_for_update(of=("self",)).select_related("owner").get(pk=version.ml_strategy_id)
@@ -205,6 +237,7 @@ def version_promote(*, version: ModelVersion, actor: User | None, reason: str = 
                 "with a trained model can be promoted.",
                 code="not_promotable",
             )
+        assert_loads(locked, what=f"v{locked.number} cannot be promoted")
         text = reason.strip() or f"v{locked.number} promoted by hand."
         promote_locked(ml_strategy=ml_strategy, version=locked, how="manual", actor=actor, reason=text)
     return locked
@@ -212,8 +245,9 @@ def version_promote(*, version: ModelVersion, actor: User | None, reason: str = 
 
 def version_rollback(*, ml_strategy: MLStrategy, actor: User | None) -> ModelVersion:
     """Promote again the version the promoted one replaced; the promoted one is retired.
-    Conflict when nothing is promoted or it replaced nothing (or that version lost its model).
-    Audited as ``ml.version.rolled_back``."""
+    Conflict when nothing is promoted or it replaced nothing (or that version lost its model);
+    ModelLoadError (``artifact``) when that version's model file does not load. Audited as
+    ``ml.version.rolled_back``."""
     with transaction.atomic():
         locked = MLStrategy.objects.select_for_update(of=("self",)).select_related("owner").get(pk=ml_strategy.pk)
         _check_actor(locked, actor)
@@ -230,6 +264,7 @@ def version_rollback(*, ml_strategy: MLStrategy, actor: User | None) -> ModelVer
                 f"v{current.number} did not replace an earlier promoted version: there is nothing to roll back to.",
                 code="no_previous_version",
             )
+        assert_loads(target, what=f"Cannot roll back to v{target.number}")
         reason = f"Rolled back from v{current.number} to v{target.number}."
         promote_locked(ml_strategy=locked, version=target, how="rollback", actor=actor, reason=reason)
     ml_strategy.promoted_version = target

@@ -428,24 +428,8 @@ def _changed(key: str, given: Any, stored: Any) -> bool:
     return (given or "") != (stored or "")
 
 
-MODEL_FIELDS = (
-    "name",
-    "description",
-    "timeframe",
-    "higher_timeframe",
-    "features",
-    "label",
-    "model_kind",
-    "model_params",
-    "decision",
-    "validation",
-    "seed",
-    "promotion_metric",
-    "promotion_margin",
-    "drift_threshold",
-    "drift_window",
-    "retrain_on_drift",
-)
+# The MLStrategy's own columns among the inputs (instruments are a relation, the schedule a task).
+MODEL_FIELDS = tuple(key for key in FIELDS if key not in ("instrument_ids", "schedule"))
 
 
 def ml_strategy_create(*, owner: User, data: Mapping[str, Any]) -> MLStrategy:

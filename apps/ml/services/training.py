@@ -19,10 +19,11 @@
   nothing promoted yet -> promote; else promote only when it beats the promoted version's
   ``promotion_metric`` by more than ``promotion_margin`` (registry.versions_compare), otherwise
   ``rejected`` with the comparison. All in one transaction.
-- Any failure (bad configuration or data: MLInputError, prefixed with its field; a model that
-  fails to load; any exception) marks the version failed with the reason; the promoted version
-  is untouched. Everything is audited (``ml.training.started`` / ``.failed`` / ``.cancelled``,
-  ``ml.version.promoted`` / ``.rejected``) and announced (``ml.progress``, ``ml.version``).
+- Any failure (bad configuration or data: MLInputError, prefixed with its field; a model file
+  that does not load back as stored, ``artifact: ...``; any exception) marks the version failed
+  with the reason; the promoted version is untouched. Everything is audited
+  (``ml.training.started`` / ``.failed`` / ``.cancelled``, ``ml.version.promoted`` /
+  ``.rejected``) and announced (``ml.progress``, ``ml.version``).
 - `training_reap` (beat) fails running trainings without a heartbeat for longer than the time
   limit (their worker died) and, in embedded mode, re-sends queued ones whose message was lost.
 """
@@ -44,7 +45,7 @@ from apps.backtests.services.jobs import json_safe
 from apps.common.errors import ApplicationError, Conflict, NotFound
 from apps.marketdata.storage import candles_frame
 from apps.ml.models import MLStrategy, ModelVersion
-from apps.ml.pipeline.bundle import bundle_dumps
+from apps.ml.pipeline.bundle import bundle_dumps, bundle_loads
 from apps.ml.pipeline.errors import ml_error
 from apps.ml.pipeline.training import TrainConfig, TrainResult, train
 from apps.ml.services.registry import promote_locked, version_announce, versions_compare
@@ -303,6 +304,9 @@ def _execute(version: ModelVersion) -> None:
     result = train(candles, config, progress=progress)
     progress(0.0, "Storing the model", scale=(_TRAINED, 1.0))
     data, sha256 = bundle_dumps(result.bundle)
+    # What is stored must load again (as a tick will load it), or the training fails now with the
+    # reason instead of every tick and backtest later.
+    bundle_loads(data, sha256)
     _finish(version, result, data, sha256)
 
 

@@ -147,6 +147,16 @@ def _charts(ml: MLStrategy, promoted: ModelVersion | None, labels: dict[str, str
     }
 
 
+def _can_roll_back(promoted: ModelVersion | None, versions: list[ModelVersion]) -> bool:
+    """Whether the rollback button can work: the promoted version replaced a retired one that
+    still has its model (what `version_rollback` needs)."""
+    if promoted is None or promoted.replaced_id is None:
+        return False
+    return any(
+        v.pk == promoted.replaced_id and v.status == ModelVersion.Status.RETIRED and v.artifact_sha256 for v in versions
+    )
+
+
 @login_required
 def ml_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return detail_page(request, ml_or_404(request, pk))
@@ -177,7 +187,7 @@ def detail_page(request: AuthenticatedHttpRequest, ml: MLStrategy, **forms: Any)
         "promoted": promoted,
         "promoted_metrics": display.metric_cells(promoted.metrics if promoted else None),
         "promoted_oos": display.metric_cells((promoted.oos_backtest or {}).get("metrics") if promoted else None),
-        "can_rollback": any(v.status == ModelVersion.Status.RETIRED for v in versions),
+        "can_rollback": _can_roll_back(promoted, versions),
         "schedule": schedule,
         "schedule_form": ScheduleForm(initial=schedule_initial(schedule)),
         "deployments": list(selectors.ml_deployments(ml_strategy=ml)),
