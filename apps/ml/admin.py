@@ -4,8 +4,9 @@ Everything shown is a fact (configuration, metrics, comparisons, errors) and rea
 go through actions that call the services, audited with the operator as actor:
 
 - ML strategies: "Retrain now" (a training with trigger "admin"), "Roll back" (promote again the
-  version the promoted one replaced). The page shows its versions inline and links to its
-  retraining schedule (django-celery-beat's Periodic task, editable there).
+  version the promoted one replaced). The page shows its versions inline and its retraining
+  schedule, which an operator sets, changes or turns off on the "Change the schedule" page
+  (``ml_schedule_set``, as the owner's page does) or edits as django-celery-beat's Periodic task.
 - Model versions: filter by status to see failed trainings with their error; "Promote" (a
   rejected or retired version), "Retrain" (its ML strategy), "Cancel" (queued or running). The
   model file itself is never shown or editable: only its size and SHA-256.
@@ -18,19 +19,32 @@ from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from apps.common.errors import ApplicationError
 from apps.ml import services
+from apps.ml.forms import ScheduleForm, schedule_initial
 from apps.ml.models import DriftCheck, MLStrategy, ModelVersion
 from apps.users.models import User
 
 
 def _pretty(value: Any) -> SafeString:
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _shown(attribute: str, description: str) -> Callable[[Any, Any], SafeString]:
+    """A read-only admin column showing a JSON field pretty-printed."""
+
+    @admin.display(description=description)
+    def show(admin_obj: Any, obj: Any) -> SafeString:
+        return _pretty(getattr(obj, attribute))
+
+    return show
 
 
 def _run(
@@ -151,9 +165,12 @@ class MLStrategyAdmin(_Facts):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[MLStrategy]:
+        # The promoted version comes with the row (its model file and heavy JSON left out): shown
+        # lazily, it would read the whole file.
         return (
             super()
             .get_queryset(request)
+            .select_related("owner", "promoted_version")
             .defer("promoted_version__artifact", "promoted_version__reference", "promoted_version__oos_backtest")
             .annotate(versions_count=Count("versions"))
         )
@@ -180,36 +197,59 @@ class MLStrategyAdmin(_Facts):
     @admin.display(description="Retraining schedule")
     def schedule_link(self, obj: MLStrategy) -> SafeString:
         described = services.ml_schedule_describe(ml_strategy=obj)
+        change = reverse("admin:ml_mlstrategy_schedule", args=[obj.pk])
         if obj.schedule_id is None:
-            return format_html("{}", "Off (the owner sets it on the ML strategy's page or with the API)")
+            return format_html('Off · <a href="{}">Change the schedule</a>', change)
         url = reverse("admin:django_celery_beat_periodictask_change", args=[obj.schedule_id])
         next_run = described["next_run"]
         when = f"; next run {next_run:%Y-%m-%d %H:%M} UTC" if next_run else ""
-        return format_html('<a href="{}">{}</a>{}', url, described["text"], when)
+        return format_html(
+            '<a href="{}">{}</a>{} · <a href="{}">Change the schedule</a>', url, described["text"], when, change
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        schedule = path(
+            "<int:pk>/schedule/", self.admin_site.admin_view(self.schedule_view), name="ml_mlstrategy_schedule"
+        )
+        return [schedule, *super().get_urls()]
+
+    def schedule_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Set, change or turn off the retraining schedule (audited with the operator as actor)."""
+        ml_strategy = get_object_or_404(MLStrategy.objects.select_related("schedule__crontab", "owner"), pk=pk)
+        here = reverse("admin:ml_mlstrategy_change", args=[pk])
+        if not self.has_operate_permission(request):
+            messages.error(request, "You may not change retraining schedules.")
+            return HttpResponseRedirect(here)
+        described = services.ml_schedule_describe(ml_strategy=ml_strategy)
+        form = ScheduleForm(request.POST or None, initial=schedule_initial(described))
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.ml_schedule_set(ml_strategy=ml_strategy, schedule=form.schedule_data(), actor=_actor(request))
+            except ApplicationError as exc:
+                form.add_service_error(exc)
+            else:
+                text = services.ml_schedule_describe(ml_strategy=ml_strategy)["text"]
+                self.message_user(request, f"“{ml_strategy}”: retraining schedule {text}.", messages.SUCCESS)
+                return HttpResponseRedirect(here)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": ml_strategy,
+            "title": f"Retraining schedule of “{ml_strategy}”",
+            "current": described["text"],
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/ml/mlstrategy/schedule.html", context)
 
     @admin.display(description="Instruments")
     def instrument_list(self, obj: MLStrategy) -> str:
         return ", ".join(str(i) for i in obj.instruments.order_by("pk"))
 
-    @admin.display(description="Features")
-    def features_pretty(self, obj: MLStrategy) -> SafeString:
-        return _pretty(obj.features)
-
-    @admin.display(description="Label")
-    def label_pretty(self, obj: MLStrategy) -> SafeString:
-        return _pretty(obj.label)
-
-    @admin.display(description="Model parameters")
-    def model_params_pretty(self, obj: MLStrategy) -> SafeString:
-        return _pretty(obj.model_params)
-
-    @admin.display(description="Decision rule")
-    def decision_pretty(self, obj: MLStrategy) -> SafeString:
-        return _pretty(obj.decision)
-
-    @admin.display(description="Validation")
-    def validation_pretty(self, obj: MLStrategy) -> SafeString:
-        return _pretty(obj.validation)
+    features_pretty = _shown("features", "Features")
+    label_pretty = _shown("label", "Label")
+    model_params_pretty = _shown("model_params", "Model parameters")
+    decision_pretty = _shown("decision", "Decision rule")
+    validation_pretty = _shown("validation", "Validation")
 
     @admin.action(description="Retrain now", permissions=["operate"])
     def retrain_now(self, request: HttpRequest, queryset: QuerySet[MLStrategy]) -> None:
@@ -285,8 +325,13 @@ class ModelVersionAdmin(_Facts):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
-        # The model file never leaves the database through the admin.
-        return super().get_queryset(request).defer("artifact")
+        # The model file never leaves the database through the admin (nor the replaced version's).
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("ml_strategy", "owner", "requested_by", "replaced")
+            .defer("artifact", "replaced__artifact")
+        )
 
     @admin.display(description="Owner", ordering="owner__email")
     def owner_email(self, obj: ModelVersion) -> str:
@@ -304,17 +349,9 @@ class ModelVersionAdmin(_Facts):
     def error_short(self, obj: ModelVersion) -> str:
         return obj.error[:120]
 
-    @admin.display(description="Comparison")
-    def comparison_pretty(self, obj: ModelVersion) -> SafeString:
-        return _pretty(obj.comparison)
-
-    @admin.display(description="Out-of-sample metrics")
-    def metrics_pretty(self, obj: ModelVersion) -> SafeString:
-        return _pretty(obj.metrics)
-
-    @admin.display(description="Walk-forward folds")
-    def folds_pretty(self, obj: ModelVersion) -> SafeString:
-        return _pretty(obj.folds)
+    comparison_pretty = _shown("comparison", "Comparison")
+    metrics_pretty = _shown("metrics", "Out-of-sample metrics")
+    folds_pretty = _shown("folds", "Walk-forward folds")
 
     @admin.display(description="Out-of-sample backtest")
     def oos_backtest_metrics(self, obj: ModelVersion) -> SafeString:
@@ -325,13 +362,8 @@ class ModelVersionAdmin(_Facts):
         ordered = dict(sorted((obj.feature_importances or {}).items(), key=lambda item: -float(item[1] or 0)))
         return _pretty(ordered)
 
-    @admin.display(description="Configuration trained with")
-    def config_pretty(self, obj: ModelVersion) -> SafeString:
-        return _pretty(obj.config)
-
-    @admin.display(description="Library versions")
-    def library_versions_pretty(self, obj: ModelVersion) -> SafeString:
-        return _pretty(obj.library_versions)
+    config_pretty = _shown("config", "Configuration trained with")
+    library_versions_pretty = _shown("library_versions", "Library versions")
 
     @admin.action(description="Promote selected versions (rejected or retired)", permissions=["operate"])
     def promote(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:

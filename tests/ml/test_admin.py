@@ -3,8 +3,12 @@ filterable by status (failed trainings with their error); read-only facts, the m
 shown; "Retrain now", "Roll back", "Promote", "Cancel" through the services; drift checks
 read-only; and the schedule itself is django-celery-beat's Periodic task on the same site."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEvent
 from apps.ml import services
@@ -52,6 +56,34 @@ def test_the_strategy_page_shows_its_versions_and_links_its_schedule(staff_clien
     assert 'name="name"' not in body  # facts, not a form
 
 
+def test_an_operator_sets_changes_and_turns_off_the_schedule(staff_client, staff, ml):
+    url = f"/admin/ml/mlstrategy/{ml.pk}/schedule/"
+    assert f'href="{url}"' in staff_client.get(f"/admin/ml/mlstrategy/{ml.pk}/change/").content.decode()
+    page = staff_client.get(url)
+    assert page.status_code == 200 and 'id="schedule-now">Daily at 03:00 UTC<' in page.content.decode()
+
+    response = staff_client.post(
+        url, {"schedule_every": "weekly", "schedule_time": "02:30", "schedule_weekday": "6", "schedule_cron": ""}
+    )
+
+    assert response.status_code == 302 and response["Location"] == f"/admin/ml/mlstrategy/{ml.pk}/change/"
+    ml.refresh_from_db()
+    assert services.ml_schedule_describe(ml_strategy=ml)["text"] == "Weekly on Sunday at 02:30 UTC"
+    event = AuditEvent.objects.filter(action="ml.schedule.updated").order_by("-pk").first()
+    assert event.actor == staff and event.user_id == ml.owner_id
+
+    # a bad cron expression is shown at its field and changes nothing
+    bad = staff_client.post(url, {"schedule_every": "cron", "schedule_cron": "*/5 * * * *"})
+    html = bad.content.decode()
+    assert bad.status_code == 200
+    assert re.search(r'id="id_schedule_cron_error"><li>Retrain at most once an hour', html), html
+    assert services.ml_schedule_describe(ml_strategy=ml)["every"] == "weekly"
+
+    staff_client.post(url, {"schedule_every": "off"})
+    ml.refresh_from_db()
+    assert ml.schedule is None and services.ml_schedule_describe(ml_strategy=ml)["text"] == "Off"
+
+
 def test_the_periodic_task_admin_is_on_the_platform_site(staff_client, ml):
     response = staff_client.get(f"/admin/django_celery_beat/periodictask/{ml.schedule_id}/change/")
 
@@ -79,6 +111,24 @@ def test_a_version_page_shows_metrics_but_never_the_model_file(staff_client, ml)
     assert v1.artifact_sha256 in body and "&quot;auc&quot;" in body
     assert 'name="artifact"' not in body and "Artifact:" not in body
     assert staff_client.get("/admin/ml/modelversion/add/").status_code == 403
+
+
+def test_no_admin_page_reads_a_model_file(staff_client, staff, ml):
+    """The model file (megabytes) is never read to show a page: not the promoted version's on
+    its ML strategy's page, nor the replaced version's on a version's page."""
+    services.version_promote(version=version(ml, 2), actor=staff)  # v2 replaced v1
+    pages = (
+        "/admin/ml/mlstrategy/",
+        f"/admin/ml/mlstrategy/{ml.pk}/change/",
+        "/admin/ml/modelversion/",
+        f"/admin/ml/modelversion/{version(ml, 2).pk}/change/",
+        "/admin/ml/driftcheck/",
+    )
+    for url in pages:
+        with CaptureQueriesContext(connection) as queries:
+            assert staff_client.get(url).status_code == 200, url
+        read = [q["sql"] for q in queries.captured_queries if re.search(r'"artifact"|\.artifact\b', q["sql"])]
+        assert read == [], url
 
 
 def test_retrain_now_queues_a_training_by_the_operator(
@@ -143,9 +193,12 @@ def test_staff_who_may_only_view_cannot_run_actions(ml, enable_2fa, sent):
     client.post("/admin/ml/mlstrategy/", {"action": "retrain_now", "_selected_action": [ml.pk]})
     client.post("/admin/ml/modelversion/", {"action": "promote", "_selected_action": [version(ml, 2).pk]})
 
+    client.post(f"/admin/ml/mlstrategy/{ml.pk}/schedule/", {"schedule_every": "off"})
+
     assert ModelVersion.objects.filter(ml_strategy=ml).count() == 3
     ml.refresh_from_db()
     assert ml.promoted_version.number == 1
+    assert services.ml_schedule_describe(ml_strategy=ml)["text"] == "Daily at 03:00 UTC"
 
 
 def test_outsiders_cannot_open_the_admin(client, mallory, ml):
