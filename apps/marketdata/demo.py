@@ -235,15 +235,17 @@ def seed_synthetic(market: DemoMarket, log: Log, *, now: datetime | None = None)
 REPLAY_VENUE = "replay"
 REPLAY_TIMEFRAME = "1m"
 REPLAY_SECONDS_PER_BAR = 3.0
-REPLAY_PRELOAD_BARS = 600
+# History copied at once when the replay starts: enough for the demo ML strategy to train on the
+# replay market itself (apps.ml.demo: four walk-forward splits after a 250-bar warm-up).
+REPLAY_PRELOAD_BARS = 6000
 REPLAY_DERIVED = ("5m", "15m", "1h")
 
 
 def demo_replay_start(source: Instrument, log: Log) -> Instrument | None:
     """Start replaying `source`'s 1m bars onto the same symbol at venue "replay", so the demo
     has a market whose newest candle moves (charts, and paper trading later). The first
-    REPLAY_PRELOAD_BARS bars (at most half the source) are copied at once as history, with the higher timeframes derived
-    from them; every later bar is stored, derived and announced like a live closed bar.
+    REPLAY_PRELOAD_BARS bars (at most half the source) are copied at once as history, with the
+    higher timeframes derived from them; every later bar is stored, derived and announced like a live closed bar.
     A replay already running is left alone (it catches up after a restart)."""
     from apps.marketdata.feeds.replay import replay_start
     from apps.marketdata.models import Candle, ReplayCursor
@@ -273,7 +275,7 @@ def demo_replay_start(source: Instrument, log: Log) -> Instrument | None:
         timeframe=REPLAY_TIMEFRAME,
         start=start,
         seconds_per_bar=REPLAY_SECONDS_PER_BAR,
-        preload=REPLAY_PRELOAD_BARS,
+        preload=preload,
         reset=True,
     )
     chain = (REPLAY_TIMEFRAME, *REPLAY_DERIVED)
