@@ -13,6 +13,7 @@ from django.core.management import call_command
 from apps.marketdata.storage import candles_frame
 from apps.ml import demo
 from apps.ml.models import DriftCheck, MLStrategy, ModelVersion
+from apps.strategies.models import Deployment
 from tests.marketdata.ohlcv import load_candles
 from tests.marketdata.test_demo import small_markets  # noqa: F401  (fixture)
 
@@ -90,3 +91,38 @@ def test_demo_is_left_out_without_a_long_enough_series(settings: Any, small_mark
     assert demo.demo_ml_seed(log=lines.append) is None
     assert not MLStrategy.objects.exists()
     assert lines and "no demo ML strategy" in lines[0]
+
+
+@pytest.fixture
+def replay_dir(tmp_path: Path) -> Path:
+    """A DEMO_CANDLES_DIR with 12,000 real BTC/USDT 1m candles: the replay preloads half of them
+    (6,000, above demo.MIN_BARS) and replays the rest."""
+    frame = load_candles("BTC-USDT_1m").iloc[:12000]
+    frame.index = frame.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame.to_csv(tmp_path / "BTC-USDT_1m.csv.gz", index_label="timestamp", compression="gzip")
+    return tmp_path
+
+
+def test_with_a_long_replay_the_demo_model_trains_on_it_and_trades_it_on_paper(
+    settings: Any,
+    replay_dir: Path,
+    small_markets: None,  # noqa: F811
+) -> None:
+    settings.DEMO_CANDLES_DIR = str(replay_dir)
+    settings.DEMO_FETCH_LIVE = False
+
+    seed()
+
+    ml = MLStrategy.objects.get(name=demo.NAME)
+    instrument = ml.instruments.get()
+    assert (instrument.venue, instrument.symbol, ml.timeframe) == ("replay", "BTC/USDT", "1m")
+    assert (ml.label["kind"], ml.label["horizon"], ml.label["threshold"]) == ("forward", 60, 0.003)
+    assert ml.promoted_version is not None and ml.promoted_version.status == ModelVersion.Status.PROMOTED
+    deployment = Deployment.objects.get(strategy_key="ml", params__model=ml.pk)
+    assert deployment.owner == ml.owner and deployment.status == "paper"
+    assert deployment.account.name == demo.ACCOUNT_NAME and deployment.timeframe == "1m"
+    assert list(deployment.instruments.all()) == [instrument]
+
+    # A second run deploys nothing more.
+    seed()
+    assert Deployment.objects.filter(strategy_key="ml").count() == 1
